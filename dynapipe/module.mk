@@ -1,0 +1,1 @@
+# dynapipe/module.mk: nothing is built here yet; see dynapipe/README.md.

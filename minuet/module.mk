@@ -1,0 +1,1 @@
+# minuet/module.mk: nothing is built here yet; see minuet/README.md.

@@ -1,0 +1,21 @@
+# runtime/module.mk: the shared runtime library (libruntime.a) and its tools.
+RT_SRCS   := $(wildcard runtime/src/*.c)
+RT_OBJS   := $(RT_SRCS:%.c=$(BUILD)/obj/%.o)
+RT_LIB    := $(BUILD)/lib/libruntime.a
+RT_LDLIBS := -lunwind -lpthread -lm
+
+$(RT_LIB): $(RT_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/bin/rt-bench: $(BUILD)/obj/runtime/tools/rt-bench.o $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+
+ALL_TARGETS += $(RT_LIB) $(BUILD)/bin/rt-bench
+BENCH_BINS  += $(BUILD)/bin/rt-bench
+LINT_SRCS   += $(RT_SRCS) runtime/tools/rt-bench.c
+
+# Unit tests under tests/unit/runtime link these.
+runtime_TEST_DEPS   := $(RT_LIB)
+runtime_TEST_LDLIBS := $(RT_LDLIBS)

@@ -1,0 +1,1 @@
+# shim-cuda/module.mk: nothing is built here yet; see shim-cuda/README.md.

@@ -1,0 +1,25 @@
+# tests/module.mk: Criterion unit tests (tests/unit/<component>/test_*.c, one binary each,
+# linked with <component>_TEST_DEPS and _TEST_LDLIBS) and libFuzzer targets (tests/fuzz).
+UNIT_SRCS := $(wildcard tests/unit/*/test_*.c)
+UNIT_TESTS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
+
+define unit_rule
+$(BUILD)/tests/unit/$(1)/$(2): $(BUILD)/obj/tests/unit/$(1)/$(2).o $$($(1)_TEST_DEPS)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$< $$($(1)_TEST_DEPS) $$($(1)_TEST_LDLIBS) -lcriterion
+endef
+$(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(word 3,$(subst /, ,$(t))),$(basename $(notdir $(t))))))
+
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit
+
+# Fuzz targets: tests/fuzz/fuzz_<name>.c, each linked with the runtime (built by the
+# fuzz configuration of `make fuzz`, clang with coverage and sanitizers).
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(RT_LDLIBS)
+.PHONY: fuzz-bins
+fuzz-bins: $(FUZZ_TARGETS)
+
+LINT_SRCS += $(UNIT_SRCS) $(FUZZ_SRCS)
