@@ -43,6 +43,7 @@ FUZZ_TARGETS :=
 BENCH_BINS  :=
 
 # The sanitizer and fuzz builds are this same Makefile with another BUILD, CC and SAN.
+.SECONDARY:
 .PHONY: lint-one all test check lint format format-check fuzz bench demo clean setup unit
 all:
 
