@@ -22,4 +22,4 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(RT_LIB)
 .PHONY: fuzz-bins
 fuzz-bins: $(FUZZ_TARGETS)
 
-LINT_SRCS += $(UNIT_SRCS) $(FUZZ_SRCS)
+LINT_SRCS += $(UNIT_SRCS) $(FUZZ_SRCS) $(wildcard tests/fixtures/*.c)

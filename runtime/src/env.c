@@ -276,7 +276,8 @@ static const char hostport_accepted[] =
     "accepted: HOST:PORT or [IPv6]:PORT with a port from 1 to 65535";
 
 /* Parse one entry from [s, s+len). */
-static int parse_hostport_n(const char *s, size_t len, rt_hostport *out, rt_err *err)
+static int parse_hostport_n(const char *s, size_t len, unsigned min_port, rt_hostport *out,
+                            rt_err *err)
 {
     const char *end = s + len;
     const char *hs, *he, *colon;
@@ -309,7 +310,7 @@ static int parse_hostport_n(const char *s, size_t len, rt_hostport *out, rt_err 
     const char *p = colon + 1;
     uint64_t port;
     int nd = digits_u64(&p, &port);
-    if (nd <= 0 || p != end || port < 1 || port > 65535)
+    if (nd <= 0 || p != end || port < min_port || port > 65535)
         return rt_err_set(err, EINVAL, "bad port; %s", hostport_accepted);
     memcpy(out->host, hs, (size_t)(he - hs));
     out->host[he - hs] = '\0';
@@ -324,7 +325,16 @@ int rt_parse_hostport(const char *s, rt_hostport *out, rt_err *err)
     if (n <= 0)
         return rt_err_set(err, EINVAL, "%s; %s", n < 0 && s ? "too long" : "empty",
                           hostport_accepted);
-    return parse_hostport_n(buf, (size_t)n, out, err);
+    return parse_hostport_n(buf, (size_t)n, 1, out, err);
+}
+
+int rt_parse_listen_addr(const char *s, rt_hostport *out, rt_err *err)
+{
+    char buf[RT_HOST_MAX + 16];
+    long n = s ? trimmed(s, buf, sizeof buf) : -1;
+    if (n <= 0)
+        return rt_err_set(err, EINVAL, "empty or too long; accepted: HOST:PORT, port 0 for any");
+    return parse_hostport_n(buf, (size_t)n, 0, out, err);
 }
 
 int rt_parse_hostports(const char *s, size_t max_n, rt_hostports *out, rt_err *err)
@@ -355,7 +365,7 @@ int rt_parse_hostports(const char *s, size_t max_n, rt_hostports *out, rt_err *e
                               "empty entry %zu; accepted: 1 to %zu "
                               "comma-separated HOST:PORT",
                               out->n + 1, max_n);
-        if (parse_hostport_n(p, (size_t)(q - p), &out->v[out->n], &one) < 0)
+        if (parse_hostport_n(p, (size_t)(q - p), 1, &out->v[out->n], &one) < 0)
             return rt_err_set(err, EINVAL, "entry %zu: %s", out->n + 1, one.msg);
         out->n++;
         if (!comma)

@@ -62,6 +62,8 @@ int rt_parse_bool(const char *s, bool *out, rt_err *err);
 int rt_parse_enum(const char *s, const char *const *names, int *out, rt_err *err);
 /* "host:port" or "[v6addr]:port", port 1..65535. */
 int rt_parse_hostport(const char *s, rt_hostport *out, rt_err *err);
+/* As rt_parse_hostport, but port 0 (any free port) is allowed: for listen addresses. */
+int rt_parse_listen_addr(const char *s, rt_hostport *out, rt_err *err);
 /* Comma-separated host:port list of 1..max_n entries (max_n <= RT_HOSTS_MAX). */
 int rt_parse_hostports(const char *s, size_t max_n, rt_hostports *out, rt_err *err);
 int rt_parse_path(const char *s, unsigned flags, char *out, size_t outlen, rt_err *err);

@@ -1,0 +1,31 @@
+/* server.h: ncl-server's event loop: connections, frame decoding, replies. */
+#ifndef NCL_SERVER_H
+#define NCL_SERVER_H
+
+#include <stdint.h>
+
+#include "rt/err.h"
+#include "rt/log.h"
+#include "rt/ncl_transport.h"
+#include "store.h"
+
+typedef struct ncl_server_opts {
+    const char *host;
+    uint16_t port;
+    uint64_t capacity;
+    uint32_t max_frame;
+    int max_conns;
+    const ncl_transport *transport;
+} ncl_server_opts;
+
+typedef struct ncl_server ncl_server;
+
+/* Listen; NULL with err on failure. */
+ncl_server *ncl_server_new(const ncl_server_opts *o, rt_logger *lg, rt_err *err);
+int ncl_server_port(ncl_server *s);
+/* Serve until SIGTERM or SIGINT (blocked by the caller and delivered through a signalfd).
+ * Returns 0 on a clean shutdown. */
+int ncl_server_run(ncl_server *s, int signal_fd);
+void ncl_server_free(ncl_server *s);
+
+#endif

@@ -1,0 +1,69 @@
+/* store.h: ncl-server's in-memory logs, one per client id, bounded by a capacity.
+ *
+ * A log holds the records with seq in [start, next), contiguous. Records are kept as the
+ * exact bytes that arrived (CRC included) so a READ returns what was appended. Every
+ * operation that changes a log is checked against its epoch first (fencing). The store
+ * knows nothing of sockets: the server decodes frames and calls these.
+ */
+#ifndef NCL_STORE_H
+#define NCL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rt/err.h"
+#include "rt/ncl_proto.h"
+
+#define NCL_REC_OVERHEAD 32  /* bytes charged per record beyond its encoding (pointer, malloc) */
+#define NCL_LOG_OVERHEAD 256 /* bytes charged per client log */
+
+typedef struct ncl_log {
+    char id[NCL_ID_MAX + 1];
+    uint64_t epoch;
+    uint64_t start, next; /* records held: [start, next) */
+    unsigned char **ring; /* ring[(head + seq - start) % cap]: encoded record */
+    size_t head, cap;
+    uint64_t bytes; /* charged to the store for this log */
+} ncl_log;
+
+typedef struct ncl_store {
+    uint64_t capacity, used;
+    ncl_log **logs;
+    size_t nlogs, caplogs;
+    /* counters for STATS */
+    uint64_t appends, records_in, full, fenced, gaps, trims, reads;
+} ncl_store;
+
+void ncl_store_init(ncl_store *st, uint64_t capacity);
+void ncl_store_free(ncl_store *st);
+
+/* The log of a client, created (empty, epoch 0) when `create` and capacity allows.
+ * NULL if absent, or when creating would pass the capacity. */
+ncl_log *ncl_store_log(ncl_store *st, const char *id, size_t len, bool create);
+
+/* HELLO: with query, report only; else raise the log's epoch to `epoch` when higher.
+ * Returns NCL_R_OK, or NCL_R_FENCED when epoch < the log's (query never fences). */
+int ncl_store_hello(ncl_store *st, ncl_log *lg, uint64_t epoch, bool query);
+
+/* APPEND `count` records encoded back to back in [recs, recs+len), the first with seq
+ * first_seq. All-or-nothing. Returns NCL_R_OK (*next = log's next), NCL_R_FENCED,
+ * NCL_R_GAP (first_seq != next; *next tells where), NCL_R_FULL, or -EPROTO when the
+ * records are malformed (bad CRC, wrong seq order, count mismatch): the caller closes
+ * the connection. */
+int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_seq, uint32_t count,
+                     const unsigned char *recs, size_t len, uint64_t *next, rt_err *err);
+
+/* TRIM: drop records below new_start (new_start past next moves next too). */
+int ncl_store_trim(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t new_start);
+/* TRIM_FILE: replace records of (dev, ino) with seq < below by tombstones; leading
+ * tombstones are then trimmed. *count = records tombstoned. */
+int ncl_store_trim_file(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t dev, uint64_t ino,
+                        uint64_t below, uint64_t *count);
+/* RESET: drop everything, start = next = start. */
+int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start);
+
+/* The encoded record with this seq, or NULL when not held. */
+const unsigned char *ncl_log_get(const ncl_log *lg, uint64_t seq, size_t *size);
+
+#endif
