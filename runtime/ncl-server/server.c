@@ -148,7 +148,7 @@ static int on_hello(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err 
     } else if (flags & NCL_HELLO_QUERY) {
         c->log = lg; /* reads are allowed after a query */
     }
-    uint64_t v[5] = {lg->epoch, lg->start, lg->next, sv->st.used, sv->st.capacity};
+    uint64_t v[5] = {lg->epoch, lg->live.start, lg->live.next, sv->st.used, sv->st.capacity};
     return reply_u64s(c, (uint8_t)rc, req, v, 5);
 }
 
@@ -172,27 +172,39 @@ static int on_append(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err
     return reply_u64s(c, (uint8_t)rc, req, &next, 1);
 }
 
-static int on_trim(ncl_server *sv, conn *c, int type, uint64_t req, ncl_cur *cur, rt_err *err)
+static int on_trim(ncl_server *sv, conn *c, const ncl_hdr *h, ncl_cur *cur, rt_err *err)
 {
-    uint64_t epoch, a, dev = 0, ino = 0, count = 0;
+    int type = h->type;
+    uint64_t req = h->req;
+    uint64_t epoch, a = 0, dev = 0, ino = 0, count = 0;
     bool ok = ncl_get_u64(cur, &epoch);
     if (type == NCL_TRIM_FILE)
         ok = ok && ncl_get_u64(cur, &dev) && ncl_get_u64(cur, &ino);
-    ok = ok && ncl_get_u64(cur, &a) && cur->p == cur->end;
+    if (type != NCL_SYNC_DONE)
+        ok = ok && ncl_get_u64(cur, &a);
+    ok = ok && cur->p == cur->end;
     if (!ok)
         return rt_err_set(err, EPROTO, "malformed %s", ncl_type_name(type));
     int rc;
     if (type == NCL_TRIM)
         rc = ncl_store_trim(&sv->st, c->log, epoch, a);
     else if (type == NCL_RESET)
-        rc = ncl_store_reset(&sv->st, c->log, epoch, a);
+        rc = ncl_store_reset(&sv->st, c->log, epoch, a, h->flags & NCL_RESET_SHADOW);
+    else if (type == NCL_SYNC_DONE)
+        rc = ncl_store_sync_done(&sv->st, c->log, epoch);
     else
         rc = ncl_store_trim_file(&sv->st, c->log, epoch, dev, ino, a, &count);
     if (rc == NCL_R_FENCED)
         return reply_u64s(c, NCL_R_FENCED, req, &c->log->epoch, 1);
+    if (rc == NCL_R_FULL) {
+        uint64_t v[3] = {c->log->live.next, sv->st.used, sv->st.capacity};
+        return reply_u64s(c, NCL_R_FULL, req, v, 3);
+    }
     if (type == NCL_TRIM_FILE)
         return reply_u64s(c, NCL_R_OK, req, &count, 1);
-    uint64_t v[2] = {c->log->start, c->log->next};
+    /* After RESET with a shadow, the client follows the shadow's position. */
+    const ncl_recs *r = c->log->shadow ? c->log->shadow : &c->log->live;
+    uint64_t v[2] = {r->start, r->next};
     return reply_u64s(c, NCL_R_OK, req, v, 2);
 }
 
@@ -206,11 +218,11 @@ static int on_read(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err *
     uint32_t limit = sv->o.max_frame - 64;
     if (max_bytes == 0 || max_bytes > limit)
         max_bytes = limit;
-    uint64_t s = from < lg->start ? lg->start : from;
+    uint64_t s = from < lg->live.start ? lg->live.start : from;
     /* One record always fits: it arrived in a frame no bigger than this one. */
     size_t total = 0;
     uint32_t count = 0;
-    for (uint64_t q = s; q < lg->next; q++) {
+    for (uint64_t q = s; q < lg->live.next; q++) {
         size_t sz;
         ncl_log_get(lg, q, &sz);
         if (count > 0 && total + sz > max_bytes)
@@ -219,8 +231,8 @@ static int on_read(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err *
         count++;
     }
     unsigned char head[20];
-    unsigned char *p = ncl_put_u64(head, lg->start);
-    p = ncl_put_u64(p, lg->next);
+    unsigned char *p = ncl_put_u64(head, lg->live.start);
+    p = ncl_put_u64(p, lg->live.next);
     ncl_put_u32(p, count);
     if (out_reserve(c, NCL_HDR_SIZE + sizeof head + total) < 0)
         return rt_err_set(err, ENOMEM, "out of memory for a READ reply");
@@ -266,15 +278,17 @@ static int on_stats(ncl_server *sv, conn *c, uint64_t req)
     rt_json_u64(&j, "gaps", sv->st.gaps);
     rt_json_u64(&j, "trims", sv->st.trims);
     rt_json_u64(&j, "reads", sv->st.reads);
+    rt_json_u64(&j, "catch_ups", sv->st.syncs);
     rt_json_begin_array(&j, "clients");
     for (size_t i = 0; i < sv->st.nlogs; i++) {
         ncl_log *lg = sv->st.logs[i];
         rt_json_begin(&j, NULL);
         rt_json_str(&j, "id", lg->id);
         rt_json_u64(&j, "epoch", lg->epoch);
-        rt_json_u64(&j, "start", lg->start);
-        rt_json_u64(&j, "next", lg->next);
-        rt_json_u64(&j, "bytes", lg->bytes);
+        rt_json_u64(&j, "start", lg->live.start);
+        rt_json_u64(&j, "next", lg->live.next);
+        rt_json_u64(&j, "bytes", ncl_log_bytes(lg));
+        rt_json_bool(&j, "catching_up", lg->shadow != NULL);
         rt_json_end(&j);
     }
     rt_json_end_array(&j);
@@ -301,7 +315,8 @@ static int handle(ncl_server *sv, conn *c, const ncl_hdr *h, const unsigned char
     case NCL_TRIM:
     case NCL_TRIM_FILE:
     case NCL_RESET:
-        return on_trim(sv, c, h->type, h->req, &cur, err);
+    case NCL_SYNC_DONE:
+        return on_trim(sv, c, h, &cur, err);
     case NCL_READ:
         return on_read(sv, c, h->req, &cur, err);
     case NCL_STATS:

@@ -1,9 +1,16 @@
 /* store.h: ncl-server's in-memory logs, one per client id, bounded by a capacity.
  *
- * A log holds the records with seq in [start, next), contiguous. Records are kept as the
- * exact bytes that arrived (CRC included) so a READ returns what was appended. Every
- * operation that changes a log is checked against its epoch first (fencing). The store
- * knows nothing of sockets: the server decodes frames and calls these.
+ * A log holds the records with seq in [start, next), contiguous, kept as the exact bytes
+ * that arrived (CRC included) so a READ returns what was appended. Every operation that
+ * changes a log is checked against its epoch first (fencing).
+ *
+ * While a client catches this peer up after a reconnect, the log also has a shadow: the
+ * client's current log re-sent from its start. Appends go to the shadow, trims apply to
+ * both, READs see the live log; SYNC_DONE swaps the shadow in. So a peer never drops what
+ * it holds before it holds the client's newer state in full (see the client's notes on
+ * why dropping first could lose a committed record or a tombstone).
+ *
+ * The store knows nothing of sockets: the server decodes frames and calls these.
  */
 #ifndef NCL_STORE_H
 #define NCL_STORE_H
@@ -18,13 +25,19 @@
 #define NCL_REC_OVERHEAD 32  /* bytes charged per record beyond its encoding (pointer, malloc) */
 #define NCL_LOG_OVERHEAD 256 /* bytes charged per client log */
 
+/* A contiguous run of records [start, next). */
+typedef struct ncl_recs {
+    uint64_t start, next;
+    unsigned char **ring; /* ring[(head + seq - start) % cap]: encoded record */
+    size_t head, cap;
+    uint64_t bytes; /* charged to the store */
+} ncl_recs;
+
 typedef struct ncl_log {
     char id[NCL_ID_MAX + 1];
     uint64_t epoch;
-    uint64_t start, next; /* records held: [start, next) */
-    unsigned char **ring; /* ring[(head + seq - start) % cap]: encoded record */
-    size_t head, cap;
-    uint64_t bytes; /* charged to the store for this log */
+    ncl_recs live;
+    ncl_recs *shadow; /* non-NULL during a catch-up */
 } ncl_log;
 
 typedef struct ncl_store {
@@ -32,7 +45,7 @@ typedef struct ncl_store {
     ncl_log **logs;
     size_t nlogs, caplogs;
     /* counters for STATS */
-    uint64_t appends, records_in, full, fenced, gaps, trims, reads;
+    uint64_t appends, records_in, full, fenced, gaps, trims, reads, syncs;
 } ncl_store;
 
 void ncl_store_init(ncl_store *st, uint64_t capacity);
@@ -42,28 +55,34 @@ void ncl_store_free(ncl_store *st);
  * NULL if absent, or when creating would pass the capacity. */
 ncl_log *ncl_store_log(ncl_store *st, const char *id, size_t len, bool create);
 
-/* HELLO: with query, report only; else raise the log's epoch to `epoch` when higher.
- * Returns NCL_R_OK, or NCL_R_FENCED when epoch < the log's (query never fences). */
+/* HELLO: with query, report only; else raise the log's epoch to `epoch` when higher (a new
+ * incarnation: any shadow of the old one is dropped). Returns NCL_R_OK, or NCL_R_FENCED when
+ * epoch < the log's (a query never fences). */
 int ncl_store_hello(ncl_store *st, ncl_log *lg, uint64_t epoch, bool query);
 
 /* APPEND `count` records encoded back to back in [recs, recs+len), the first with seq
- * first_seq. All-or-nothing. Returns NCL_R_OK (*next = log's next), NCL_R_FENCED,
- * NCL_R_GAP (first_seq != next; *next tells where), NCL_R_FULL, or -EPROTO when the
- * records are malformed (bad CRC, wrong seq order, count mismatch): the caller closes
- * the connection. */
+ * first_seq, to the shadow if there is one, else to the live log. All-or-nothing. Returns
+ * NCL_R_OK (*next = that log's next), NCL_R_FENCED, NCL_R_GAP (first_seq != next; *next
+ * tells where), NCL_R_FULL, or -EPROTO when the records are malformed (bad CRC, wrong seq
+ * order, count mismatch): the caller closes the connection. */
 int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_seq, uint32_t count,
                      const unsigned char *recs, size_t len, uint64_t *next, rt_err *err);
 
 /* TRIM: drop records below new_start (new_start past next moves next too). */
 int ncl_store_trim(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t new_start);
 /* TRIM_FILE: replace records of (dev, ino) with seq < below by tombstones; leading
- * tombstones are then trimmed. *count = records tombstoned. */
+ * tombstones are then trimmed. *count = records tombstoned (live log). */
 int ncl_store_trim_file(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t dev, uint64_t ino,
                         uint64_t below, uint64_t *count);
-/* RESET: drop everything, start = next = start. */
-int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start);
+/* RESET: drop everything, start = next = start. With shadow: start a shadow there instead
+ * (replacing any earlier shadow); NCL_R_FULL when even an empty shadow does not fit. */
+int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start, bool shadow);
+/* SYNC_DONE: the shadow becomes the live log (no-op without a shadow). */
+int ncl_store_sync_done(ncl_store *st, ncl_log *lg, uint64_t epoch);
 
-/* The encoded record with this seq, or NULL when not held. */
+/* The encoded record with this seq in the live log, or NULL when not held. */
 const unsigned char *ncl_log_get(const ncl_log *lg, uint64_t seq, size_t *size);
+/* Bytes charged for this log, shadow included. */
+uint64_t ncl_log_bytes(const ncl_log *lg);
 
 #endif

@@ -95,6 +95,8 @@ const char *ncl_type_name(int type)
         return "READ";
     case NCL_STATS:
         return "STATS";
+    case NCL_SYNC_DONE:
+        return "SYNC_DONE";
     case NCL_R_OK:
         return "OK";
     case NCL_R_FENCED:

@@ -16,13 +16,20 @@
  *   HELLO     u64 epoch, u8 flags (NCL_HELLO_QUERY), u8 id_len, id bytes
  *             -> OK or FENCED: u64 epoch, u64 start, u64 next, u64 used, u64 capacity
  *   APPEND    u64 epoch, u64 first_seq, u32 count, count records
- *             -> OK: u64 next | FENCED: u64 epoch | GAP: u64 next | FULL: u64 next, u64 used, u64
- * cap TRIM      u64 epoch, u64 new_start          -> OK: u64 start, u64 next TRIM_FILE u64 epoch,
- * u64 dev, u64 ino, u64 below_seq -> OK: u64 tombstoned RESET     u64 epoch, u64 start -> OK: u64
- * start, u64 next READ      u64 from_seq, u32 max_bytes       -> OK: u64 start, u64 next, u32
- * count, records STATS     (empty)                           -> OK: JSON text A request from an
- * older epoch than the client's current one gets FENCED: u64 epoch. APPEND, TRIM, TRIM_FILE, RESET
- * and READ need a HELLO on the connection first.
+ *             -> OK: u64 next | FENCED: u64 epoch | GAP: u64 next
+ *                | FULL: u64 next, u64 used, u64 capacity
+ *   TRIM      u64 epoch, u64 new_start          -> OK: u64 start, u64 next
+ *   TRIM_FILE u64 epoch, u64 dev, u64 ino, u64 below_seq -> OK: u64 tombstoned
+ *   RESET     u64 epoch, u64 start              -> OK: u64 start, u64 next
+ *             flags NCL_RESET_SHADOW: build a shadow log from `start` instead, fed by the
+ *             APPENDs that follow, while the live log stays as it was for READs; SYNC_DONE
+ *             then replaces the live log by the shadow. A peer being caught up never holds
+ *             less than before.
+ *   SYNC_DONE u64 epoch                         -> OK: u64 start, u64 next
+ *   READ      u64 from_seq, u32 max_bytes       -> OK: u64 start, u64 next, u32 count, records
+ *   STATS     (empty)                           -> OK: JSON text
+ * A request from an older epoch than the client's current one gets FENCED: u64 epoch.
+ * Every request but HELLO and STATS needs a HELLO on the connection first.
  *
  * A record (44-byte header, then path, then data):
  *        0 8 seq   8 8 dev   16 8 ino   24 8 offset   32 4 len   36 2 path_len
@@ -55,13 +62,15 @@ enum ncl_type {
     NCL_RESET = 5,
     NCL_READ = 6,
     NCL_STATS = 7,
+    NCL_SYNC_DONE = 8,
     NCL_R_OK = 0x81,
     NCL_R_FENCED = 0x82,
     NCL_R_GAP = 0x83,
     NCL_R_FULL = 0x84,
 };
 
-#define NCL_HELLO_QUERY 1 /* learn the current epoch without raising it */
+#define NCL_HELLO_QUERY  1 /* learn the current epoch without raising it */
+#define NCL_RESET_SHADOW 1 /* RESET flag: catch-up into a shadow log */
 
 enum ncl_rec_kind { NCL_REC_WRITE = 1, NCL_REC_TOMBSTONE = 2 };
 
