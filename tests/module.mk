@@ -10,7 +10,7 @@ $(BUILD)/tests/unit/$(1)/$(2): $(BUILD)/obj/tests/unit/$(1)/$(2).o $$($(1)_TEST_
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(word 3,$(subst /, ,$(t))),$(basename $(notdir $(t))))))
 
-$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit -Ishim-posix/include
 
 # Fuzz targets: tests/fuzz/fuzz_<name>.c, each linked with the runtime (built by the
 # fuzz configuration of `make fuzz`, clang with coverage and sanitizers).

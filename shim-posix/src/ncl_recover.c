@@ -1,0 +1,276 @@
+/* ncl_recover.c: NCL recovery: fence the old incarnation, read a majority, select the
+ * longest gap-free prefix.
+ *
+ * Why the prefix holds every acknowledged record. A commit of seq s was acknowledged when a
+ * majority W of peers held every record from the session's start through s. Recovery reads
+ * a majority R; W and R share a peer, which holds s and everything between its start and s.
+ * Records below the largest start among R were trimmed by the client, which trims only
+ * what it made durable in the files first, so the prefix may begin there. A tombstone
+ * (a record trimmed by file) reached a majority before the client relied on it, so R
+ * sees it on at least one peer and it wins over the stale copy another peer may hold.
+ * Records past the first gap were never acknowledged (an acknowledged one has no gap
+ * below it), so ignoring them loses nothing the application was told is durable.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ncl_internal.h"
+
+/* ---- prefix selection (pure) --------------------------------------------------------- */
+
+static const ncl_rec *view_get(const ncl_view *v, uint64_t seq)
+{
+    if (seq < v->start || seq >= v->next)
+        return NULL;
+    return &v->recs[seq - v->start];
+}
+
+void ncl_select_prefix(const ncl_view *views, int n, ncl_prefix *out,
+                       void (*emit)(const ncl_rec *r, void *arg), void *arg)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t start = 0, last = 0;
+    for (int i = 0; i < n; i++) {
+        if (views[i].start > start)
+            start = views[i].start;
+        if (views[i].next > last)
+            last = views[i].next;
+    }
+    uint64_t s = start;
+    for (; s < last; s++) {
+        const ncl_rec *pick = NULL;
+        for (int i = 0; i < n; i++) {
+            const ncl_rec *r = view_get(&views[i], s);
+            if (!r)
+                continue;
+            if (pick && pick->kind == r->kind && pick->crc != r->crc)
+                out->conflicts++;
+            if (!pick || r->kind == NCL_REC_TOMBSTONE)
+                pick = r;
+        }
+        if (!pick)
+            break;
+        if (emit)
+            emit(pick, arg);
+    }
+    out->start = start;
+    out->next = s;
+    /* Records beyond the gap: counted once per seq. */
+    for (uint64_t q = s + 1; q < last; q++)
+        for (int i = 0; i < n; i++)
+            if (view_get(&views[i], q)) {
+                out->beyond_gap++;
+                break;
+            }
+}
+
+/* ---- reading a peer ---------------------------------------------------------------------- */
+
+typedef struct rstate {
+    probe pr[RT_HOSTS_MAX];
+    ncl_config cfg;
+    ncl_view views[RT_HOSTS_MAX];
+    ncl_rec *recs[RT_HOSTS_MAX];
+    unsigned char **bufs;
+    size_t nbufs, capbufs;
+} rstate;
+
+static int keep_buf(rstate *st, unsigned char *b)
+{
+    if (st->nbufs == st->capbufs) {
+        size_t nc = st->capbufs ? st->capbufs * 2 : 16;
+        unsigned char **n = realloc(st->bufs, nc * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        st->bufs = n;
+        st->capbufs = nc;
+    }
+    st->bufs[st->nbufs++] = b;
+    return 0;
+}
+
+/* READ every record of the peer's log into a view. */
+static int read_peer(rstate *st, int i, rt_err *err)
+{
+    probe *p = &st->pr[i];
+    const ncl_transport *t = st->cfg.transport;
+    uint64_t from = 0, start = 0, next = 0;
+    size_t have = 0, cap = 0;
+    ncl_rec *recs = NULL;
+    bool first = true;
+    for (;;) {
+        unsigned char pay[12], *rep;
+        size_t rlen;
+        ncl_put_u32(ncl_put_u64(pay, from), 0);
+        int rc = ncl_rpc(t, p->s, NCL_READ, 0, pay, sizeof pay, (int)(st->cfg.timeout_ns / RT_MS),
+                         &rep, &rlen, err);
+        if (rc < 0) {
+            free(recs);
+            return rc;
+        }
+        if (keep_buf(st, rep) < 0) {
+            free(rep);
+            free(recs);
+            return rt_err_set(err, ENOMEM, "out of memory");
+        }
+        ncl_cur cur = ncl_cur_make(rep, rlen);
+        uint32_t count;
+        uint64_t s0, n0;
+        if (rc != NCL_R_OK || !ncl_get_u64(&cur, &s0) || !ncl_get_u64(&cur, &n0) ||
+            !ncl_get_u32(&cur, &count)) {
+            free(recs);
+            return rt_err_set(err, EPROTO, "bad READ reply from %s", t->peer_name(p->s));
+        }
+        if (first) {
+            start = from = s0;
+            next = n0;
+            first = false;
+        }
+        if (s0 > from) { /* trimmed meanwhile (cannot happen: we fenced the writer) */
+            free(recs);
+            return rt_err_set(err, EPROTO, "log of %s moved while reading", t->peer_name(p->s));
+        }
+        for (uint32_t k = 0; k < count; k++) {
+            if (have == cap) {
+                cap = cap ? cap * 2 : 256;
+                ncl_rec *nr = realloc(recs, cap * sizeof *nr);
+                if (!nr) {
+                    free(recs);
+                    return rt_err_set(err, ENOMEM, "out of memory");
+                }
+                recs = nr;
+            }
+            size_t used;
+            rc = ncl_rec_decode(cur.p, (size_t)(cur.end - cur.p), &recs[have], &used, err);
+            if (rc == 0 && recs[have].seq != from)
+                rc = rt_err_set(err, EPROTO, "%s sent seq %llu, expected %llu",
+                                t->peer_name(p->s), (unsigned long long)recs[have].seq,
+                                (unsigned long long)from);
+            if (rc < 0) {
+                free(recs);
+                return rc;
+            }
+            cur.p += used;
+            have++;
+            from++;
+        }
+        if (from >= next || count == 0)
+            break;
+    }
+    st->recs[i] = recs;
+    st->views[i] = (ncl_view){start, start + have, recs};
+    return 0;
+}
+
+/* ---- begin / finish ------------------------------------------------------------------ */
+
+typedef struct collect {
+    ncl_recovery *r;
+    size_t cap;
+    int err;
+} collect;
+
+static void emit_rec(const ncl_rec *rec, void *arg)
+{
+    collect *c = arg;
+    if (rec->kind == NCL_REC_TOMBSTONE) {
+        c->r->tombstones++;
+        return;
+    }
+    if (c->r->nrecs == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        ncl_rec *n = realloc(c->r->recs, c->cap * sizeof *n);
+        if (!n) {
+            c->err = ENOMEM;
+            return;
+        }
+        c->r->recs = n;
+    }
+    c->r->recs[c->r->nrecs++] = *rec;
+}
+
+int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
+{
+    *out = NULL;
+    rstate *st = calloc(1, sizeof *st);
+    ncl_recovery *r = calloc(1, sizeof *r);
+    if (!st || !r) {
+        free(st);
+        free(r);
+        return rt_err_set(err, ENOMEM, "out of memory");
+    }
+    st->cfg = *cfg;
+    r->priv = st;
+    bool dirty;
+    int rc = ncl_fence(cfg, st->pr, &r->epoch, &dirty, err);
+    if (rc < 0) {
+        free(st);
+        free(r);
+        return rc;
+    }
+    int n = (int)cfg->peers.n, m = ncl_majority(n);
+    ncl_view views[RT_HOSTS_MAX];
+    int nv = 0;
+    for (int i = 0; i < n; i++) {
+        if (!st->pr[i].s)
+            continue;
+        rt_err e;
+        if (read_peer(st, i, &e) < 0) {
+            snprintf(st->pr[i].err, sizeof st->pr[i].err, "%.190s", e.msg);
+            cfg->transport->close(st->pr[i].s);
+            st->pr[i].s = NULL;
+            continue;
+        }
+        views[nv++] = st->views[i];
+    }
+    r->answered = nv;
+    if (nv < m) {
+        ncl_recovery_free(r);
+        return rt_err_set(err, EHOSTUNREACH, "recovery read %d of %d peers (need %d)", nv, n, m);
+    }
+    ncl_prefix pf;
+    collect col = {r, 0, 0};
+    ncl_select_prefix(views, nv, &pf, emit_rec, &col);
+    if (col.err) {
+        ncl_recovery_free(r);
+        return rt_err_set(err, ENOMEM, "out of memory");
+    }
+    r->start = pf.start;
+    r->next = pf.next;
+    r->beyond_gap = pf.beyond_gap;
+    r->conflicts = pf.conflicts;
+    *out = r;
+    return 0;
+}
+
+int ncl_recover_finish(ncl_recovery *r, rt_err *err)
+{
+    rstate *st = r->priv;
+    /* Everything up to the last record any peer holds goes: the prefix was replayed, the
+     * rest was never acknowledged. The next session starts past all of it. */
+    uint64_t end = r->next;
+    for (int i = 0; i < (int)st->cfg.peers.n; i++)
+        if (st->pr[i].s && st->views[i].next > end)
+            end = st->views[i].next;
+    return ncl_reset_all(&st->cfg, st->pr, r->epoch, end, err);
+}
+
+void ncl_recovery_free(ncl_recovery *r)
+{
+    if (!r)
+        return;
+    rstate *st = r->priv;
+    if (st) {
+        ncl_probes_close(&st->cfg, st->pr, (int)st->cfg.peers.n);
+        for (int i = 0; i < RT_HOSTS_MAX; i++)
+            free(st->recs[i]);
+        for (size_t i = 0; i < st->nbufs; i++)
+            free(st->bufs[i]);
+        free(st->bufs);
+        free(st);
+    }
+    free(r->recs);
+    free(r);
+}
