@@ -148,8 +148,9 @@ static int on_hello(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err 
     } else if (flags & NCL_HELLO_QUERY) {
         c->log = lg; /* reads are allowed after a query */
     }
-    uint64_t v[5] = {lg->epoch, lg->live.start, lg->live.next, sv->st.used, sv->st.capacity};
-    return reply_u64s(c, (uint8_t)rc, req, v, 5);
+    uint64_t v[6] = {lg->epoch,    lg->live.start,  lg->live.next,
+                     sv->st.used,  sv->st.capacity, lg->live.owner};
+    return reply_u64s(c, (uint8_t)rc, req, v, 6);
 }
 
 static int on_append(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err *err)
@@ -230,9 +231,10 @@ static int on_read(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err *
         total += sz;
         count++;
     }
-    unsigned char head[20];
+    unsigned char head[28];
     unsigned char *p = ncl_put_u64(head, lg->live.start);
     p = ncl_put_u64(p, lg->live.next);
+    p = ncl_put_u64(p, lg->live.owner);
     ncl_put_u32(p, count);
     if (out_reserve(c, NCL_HDR_SIZE + sizeof head + total) < 0)
         return rt_err_set(err, ENOMEM, "out of memory for a READ reply");
@@ -287,6 +289,7 @@ static int on_stats(ncl_server *sv, conn *c, uint64_t req)
         rt_json_u64(&j, "epoch", lg->epoch);
         rt_json_u64(&j, "start", lg->live.start);
         rt_json_u64(&j, "next", lg->live.next);
+        rt_json_u64(&j, "owner", lg->live.owner);
         rt_json_u64(&j, "bytes", ncl_log_bytes(lg));
         rt_json_bool(&j, "catching_up", lg->shadow != NULL);
         rt_json_end(&j);
@@ -522,11 +525,13 @@ int ncl_server_run(ncl_server *sv, int signal_fd)
             if (tag == LISTENER_TAG) {
                 on_accept(sv);
             } else if (tag == SIGNAL_TAG) {
+                /* A signalfd (the daemon) or an eventfd (tests running servers in threads). */
                 struct signalfd_siginfo si;
-                if (read(signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+                ssize_t r = read(signal_fd, &si, sizeof si);
+                if (r == (ssize_t)sizeof si)
                     rt_log(sv->lg, RT_LOG_INFO, "signal %u: shutting down", si.ssi_signo);
+                if (r > 0)
                     return 0;
-                }
             } else {
                 conn *c = tag;
                 if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {

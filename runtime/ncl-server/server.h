@@ -23,9 +23,9 @@ typedef struct ncl_server ncl_server;
 /* Listen; NULL with err on failure. */
 ncl_server *ncl_server_new(const ncl_server_opts *o, rt_logger *lg, rt_err *err);
 int ncl_server_port(ncl_server *s);
-/* Serve until SIGTERM or SIGINT (blocked by the caller and delivered through a signalfd).
- * Returns 0 on a clean shutdown. */
-int ncl_server_run(ncl_server *s, int signal_fd);
+/* Serve until stop_fd is readable: a signalfd for SIGTERM/SIGINT in the daemon, an
+ * eventfd in tests. Returns 0 on a clean shutdown. */
+int ncl_server_run(ncl_server *s, int stop_fd);
 void ncl_server_free(ncl_server *s);
 
 #endif

@@ -296,10 +296,12 @@ int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start, 
     if (!shadow) {
         drop_shadow(st, lg);
         recs_reset(st, &lg->live, start);
+        lg->live.owner = epoch;
         return NCL_R_OK;
     }
     if (lg->shadow) {
         recs_reset(st, lg->shadow, start);
+        lg->shadow->owner = epoch;
         return NCL_R_OK;
     }
     lg->shadow = calloc(1, sizeof *lg->shadow);
@@ -308,6 +310,7 @@ int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start, 
         return NCL_R_FULL;
     }
     lg->shadow->start = lg->shadow->next = start;
+    lg->shadow->owner = epoch;
     st->syncs++;
     return NCL_R_OK;
 }

@@ -31,6 +31,7 @@ typedef struct ncl_recs {
     unsigned char **ring; /* ring[(head + seq - start) % cap]: encoded record */
     size_t head, cap;
     uint64_t bytes; /* charged to the store */
+    uint64_t owner; /* epoch of the RESET that started this run */
 } ncl_recs;
 
 typedef struct ncl_log {

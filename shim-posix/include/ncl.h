@@ -84,7 +84,7 @@ int ncl_trim_file(ncl_client *c, uint64_t dev, uint64_t ino, uint64_t below, rt_
  * client holds for untrimmed records (for a high-water mark). */
 uint64_t ncl_next_seq(ncl_client *c);
 uint64_t ncl_start_seq(ncl_client *c);
-uint64_t ncl_log_bytes(ncl_client *c);
+uint64_t ncl_client_log_bytes(ncl_client *c);
 
 typedef struct ncl_peer_info {
     char addr[RT_HOST_MAX + 8];
@@ -112,6 +112,7 @@ void ncl_client_stats_json(ncl_client *c, rt_json *j);
 typedef struct ncl_recovery {
     uint64_t epoch;    /* the new epoch that fenced the old incarnation */
     int answered;      /* peers that were read */
+    int owner_views;   /* of those, the logs of the newest owner, whose union is used */
     uint64_t start;    /* the prefix is [start, next) */
     uint64_t next;
     size_t nrecs;      /* WRITE records of the prefix, in seq order */

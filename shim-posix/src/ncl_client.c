@@ -422,6 +422,9 @@ static void quorum_update(ncl_client *c)
     }
 }
 
+static bool commit_done(ncl_client *c, uint64_t seq) { return c->committed > seq; }
+static bool ctl_is_done(ncl_client *c, uint64_t id) { return c->ctl_done >= id; }
+
 static int full_peers(ncl_client *c)
 {
     int n = 0;
@@ -486,6 +489,8 @@ static void on_reply(ncl_client *c, peer *p, const ncl_hdr *h, const unsigned ch
     case NCL_TRIM_FILE:
         if (e.mark > p->ctl_acked)
             p->ctl_acked = e.mark;
+        p->full = false; /* a trim frees room: try sending again */
+        p->send_after = 0;
         return quorum_update(c);
     case NCL_APPEND:
         if (!ok || stale)
@@ -711,8 +716,11 @@ static int rpc_all(const ncl_config *cfg, probe *pr, int n, uint8_t type, uint8_
             continue;
         }
         ncl_cur cur = ncl_cur_make(rep, rlen);
-        if (type == NCL_HELLO && !(ncl_get_u64(&cur, &pr[i].epoch) &&
-                                   ncl_get_u64(&cur, &pr[i].start) && ncl_get_u64(&cur, &pr[i].next)))
+        uint64_t skip;
+        if (type == NCL_HELLO &&
+            !(ncl_get_u64(&cur, &pr[i].epoch) && ncl_get_u64(&cur, &pr[i].start) &&
+              ncl_get_u64(&cur, &pr[i].next) && ncl_get_u64(&cur, &skip) &&
+              ncl_get_u64(&cur, &skip) && ncl_get_u64(&cur, &pr[i].owner)))
             rc = -EPROTO;
         free(rep);
         if (rc == -EPROTO)
@@ -751,7 +759,8 @@ static void describe_missing(const ncl_config *cfg, const probe *pr, int n, char
         }
 }
 
-int ncl_fence(const ncl_config *cfg, probe *pr, uint64_t *epoch, bool *dirty, rt_err *err)
+int ncl_fence(const ncl_config *cfg, probe *pr, uint64_t *epoch, uint64_t *owner, bool *dirty,
+              rt_err *err)
 {
     int n = (int)cfg->peers.n, m = ncl_majority(n);
     char why[600];
@@ -774,12 +783,18 @@ int ncl_fence(const ncl_config *cfg, probe *pr, uint64_t *epoch, bool *dirty, rt
                           ok, n, m, why);
     }
     uint64_t max_epoch = 0;
-    for (int i = 0; i < n; i++)
+    *owner = 0;
+    for (int i = 0; i < n; i++) {
         if (pr[i].s && pr[i].epoch > max_epoch)
             max_epoch = pr[i].epoch;
+        if (pr[i].s && pr[i].owner > *owner)
+            *owner = pr[i].owner;
+    }
+    /* Records left by the newest incarnation that reached a majority: unrecovered. Logs of
+     * older owners were superseded (and recovered) already. */
     *dirty = false;
     for (int i = 0; i < n; i++)
-        if (pr[i].s && pr[i].epoch == max_epoch && pr[i].next > pr[i].start)
+        if (pr[i].s && pr[i].owner == *owner && pr[i].next > pr[i].start)
             *dirty = true;
     *epoch = max_epoch + 1;
     len = hello_payload(pay, *epoch, 0, cfg->id);
@@ -824,9 +839,9 @@ ncl_client *ncl_open(const ncl_config *cfg, unsigned flags, rt_err *err)
         return NULL;
     }
     probe pr[RT_HOSTS_MAX];
-    uint64_t epoch;
+    uint64_t epoch, owner;
     bool dirty;
-    if (ncl_fence(cfg, pr, &epoch, &dirty, err) < 0)
+    if (ncl_fence(cfg, pr, &epoch, &owner, &dirty, err) < 0)
         return NULL;
     uint64_t start = 0;
     for (int i = 0; i < n; i++)
@@ -975,7 +990,7 @@ static int wait_quorum(ncl_client *c, bool (*done)(ncl_client *, uint64_t), uint
                               what, c->cfg.id, (unsigned long long)c->fenced_by);
         if (c->stop)
             return rt_err_set(err, ESHUTDOWN, "%s: session closed", what);
-        if (full_peers(c) > c->npeers - c->majority) {
+        if (done == commit_done && full_peers(c) > c->npeers - c->majority) {
             char why[400];
             quorum_report(c, target, why, sizeof why);
             return rt_err_set(err, ENOSPC, "%s: peers are full: %s", what, why);
@@ -992,9 +1007,6 @@ static int wait_quorum(ncl_client *c, bool (*done)(ncl_client *, uint64_t), uint
     }
     return 0;
 }
-
-static bool commit_done(ncl_client *c, uint64_t seq) { return c->committed > seq; }
-static bool ctl_is_done(ncl_client *c, uint64_t id) { return c->ctl_done >= id; }
 
 int ncl_commit(ncl_client *c, const ncl_write *w, size_t n, uint64_t *last_seq, rt_err *err)
 {
@@ -1142,7 +1154,7 @@ uint64_t ncl_start_seq(ncl_client *c)
     return v;
 }
 
-uint64_t ncl_log_bytes(ncl_client *c)
+uint64_t ncl_client_log_bytes(ncl_client *c)
 {
     pthread_mutex_lock(&c->mu);
     uint64_t v = c->log_bytes;

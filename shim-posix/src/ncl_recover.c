@@ -96,7 +96,7 @@ static int read_peer(rstate *st, int i, rt_err *err)
 {
     probe *p = &st->pr[i];
     const ncl_transport *t = st->cfg.transport;
-    uint64_t from = 0, start = 0, next = 0;
+    uint64_t from = 0, start = 0, next = 0, owner = 0;
     size_t have = 0, cap = 0;
     ncl_rec *recs = NULL;
     bool first = true;
@@ -119,7 +119,7 @@ static int read_peer(rstate *st, int i, rt_err *err)
         uint32_t count;
         uint64_t s0, n0;
         if (rc != NCL_R_OK || !ncl_get_u64(&cur, &s0) || !ncl_get_u64(&cur, &n0) ||
-            !ncl_get_u32(&cur, &count)) {
+            !ncl_get_u64(&cur, &owner) || !ncl_get_u32(&cur, &count)) {
             free(recs);
             return rt_err_set(err, EPROTO, "bad READ reply from %s", t->peer_name(p->s));
         }
@@ -161,6 +161,7 @@ static int read_peer(rstate *st, int i, rt_err *err)
     }
     st->recs[i] = recs;
     st->views[i] = (ncl_view){start, start + have, recs};
+    st->pr[i].owner = owner;
     return 0;
 }
 
@@ -204,15 +205,16 @@ int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
     st->cfg = *cfg;
     r->priv = st;
     bool dirty;
-    int rc = ncl_fence(cfg, st->pr, &r->epoch, &dirty, err);
+    uint64_t owner;
+    int rc = ncl_fence(cfg, st->pr, &r->epoch, &owner, &dirty, err);
     if (rc < 0) {
         free(st);
         free(r);
         return rc;
     }
     int n = (int)cfg->peers.n, m = ncl_majority(n);
-    ncl_view views[RT_HOSTS_MAX];
-    int nv = 0;
+    int nread = 0;
+    uint64_t top = 0;
     for (int i = 0; i < n; i++) {
         if (!st->pr[i].s)
             continue;
@@ -223,12 +225,24 @@ int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
             st->pr[i].s = NULL;
             continue;
         }
-        views[nv++] = st->views[i];
+        nread++;
+        if (st->pr[i].owner > top)
+            top = st->pr[i].owner;
     }
-    r->answered = nv;
-    if (nv < m) {
+    /* Only logs of the newest owner count: an older owner's records were superseded by an
+     * incarnation that reached a majority after them (see ncl_proto.h). */
+    ncl_view views[RT_HOSTS_MAX];
+    int nv = 0;
+    for (int i = 0; i < n; i++)
+        if (st->pr[i].s && st->pr[i].owner == top)
+            views[nv++] = st->views[i];
+    int answered = nread;
+    r->answered = answered;
+    r->owner_views = nv;
+    if (answered < m) {
         ncl_recovery_free(r);
-        return rt_err_set(err, EHOSTUNREACH, "recovery read %d of %d peers (need %d)", nv, n, m);
+        return rt_err_set(err, EHOSTUNREACH, "recovery read %d of %d peers (need %d)", answered,
+                          n, m);
     }
     ncl_prefix pf;
     collect col = {r, 0, 0};

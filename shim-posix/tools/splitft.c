@@ -159,15 +159,18 @@ static int cmd_dump(const ncl_config *cfg)
             continue;
         }
         ncl_cur cur = ncl_cur_make(rep, len);
-        uint64_t epoch = 0, start = 0, next = 0;
+        uint64_t epoch = 0, start = 0, next = 0, used = 0, cap = 0, owner = 0;
         ncl_get_u64(&cur, &epoch);
         ncl_get_u64(&cur, &start);
         ncl_get_u64(&cur, &next);
+        ncl_get_u64(&cur, &used);
+        ncl_get_u64(&cur, &cap);
+        ncl_get_u64(&cur, &owner);
         free(rep);
         answered++;
-        printf("peer %s:%u: client %s epoch %llu records [%llu, %llu)\n", hp->host, hp->port,
-               cfg->id, (unsigned long long)epoch, (unsigned long long)start,
-               (unsigned long long)next);
+        printf("peer %s:%u: client %s epoch %llu log owner %llu records [%llu, %llu)\n", hp->host,
+               hp->port, cfg->id, (unsigned long long)epoch, (unsigned long long)owner,
+               (unsigned long long)start, (unsigned long long)next);
         uint64_t from = start;
         while (from < next) {
             unsigned char pay[12];
@@ -182,13 +185,15 @@ static int cmd_dump(const ncl_config *cfg)
             cur = ncl_cur_make(rep, len);
             uint64_t s0, n0;
             uint32_t count = 0;
+            uint64_t own;
             ncl_get_u64(&cur, &s0);
             ncl_get_u64(&cur, &n0);
+            ncl_get_u64(&cur, &own);
             ncl_get_u32(&cur, &count);
             for (uint32_t k = 0; k < count; k++) {
                 ncl_rec r;
-                size_t used;
-                if (ncl_rec_decode(cur.p, (size_t)(cur.end - cur.p), &r, &used, &e) < 0) {
+                size_t rsize;
+                if (ncl_rec_decode(cur.p, (size_t)(cur.end - cur.p), &r, &rsize, &e) < 0) {
                     printf("  bad record: %s\n", e.msg);
                     count = 0;
                     break;
@@ -198,7 +203,7 @@ static int cmd_dump(const ncl_config *cfg)
                        r.kind == NCL_REC_TOMBSTONE ? "tombstone" : "write",
                        (unsigned long long)r.dev, (unsigned long long)r.ino,
                        (unsigned long long)r.offset, r.len, (int)r.path_len, r.path);
-                cur.p += used;
+                cur.p += rsize;
                 from = r.seq + 1;
             }
             free(rep);
@@ -318,7 +323,7 @@ static int cmd_bench(const ncl_config *cfg, const opts *o)
          * committed (here nothing needs writing to a file first). */
         ncl_client_stats s;
         ncl_client_stats_get(c, &s);
-        if (ncl_log_bytes(c) > (64u << 20) && ncl_trim(c, s.committed, &e) < 0)
+        if (ncl_client_log_bytes(c) > (64u << 20) && ncl_trim(c, s.committed, &e) < 0)
             fprintf(stderr, "splitft bench: trim: %s\n", e.msg);
     }
     b.stop = 1;

@@ -14,7 +14,8 @@
  *
  * Requests and their payloads (replies: NCL_R_OK unless said otherwise):
  *   HELLO     u64 epoch, u8 flags (NCL_HELLO_QUERY), u8 id_len, id bytes
- *             -> OK or FENCED: u64 epoch, u64 start, u64 next, u64 used, u64 capacity
+ *             -> OK or FENCED: u64 epoch, u64 start, u64 next, u64 used, u64 capacity,
+ *                u64 owner (the epoch whose RESET made the log: see below)
  *   APPEND    u64 epoch, u64 first_seq, u32 count, count records
  *             -> OK: u64 next | FENCED: u64 epoch | GAP: u64 next
  *                | FULL: u64 next, u64 used, u64 capacity
@@ -26,10 +27,16 @@
  *             then replaces the live log by the shadow. A peer being caught up never holds
  *             less than before.
  *   SYNC_DONE u64 epoch                         -> OK: u64 start, u64 next
- *   READ      u64 from_seq, u32 max_bytes       -> OK: u64 start, u64 next, u32 count, records
+ *   READ      u64 from_seq, u32 max_bytes       -> OK: u64 start, u64 next, u64 owner,
+ *                                                      u32 count, records
  *   STATS     (empty)                           -> OK: JSON text
  * A request from an older epoch than the client's current one gets FENCED: u64 epoch.
  * Every request but HELLO and STATS needs a HELLO on the connection first.
+ *
+ * The owner of a log is the epoch of the RESET that started it (a session's open, a
+ * catch-up, a recovery's final trim). Each incarnation's RESET reaches a majority, so a
+ * recovery trusts only the logs of the highest owner it reads: a peer that missed newer
+ * incarnations may still hold records of an old one at the same sequence numbers.
  *
  * A record (44-byte header, then path, then data):
  *        0 8 seq   8 8 dev   16 8 ino   24 8 offset   32 4 len   36 2 path_len
