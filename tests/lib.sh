@@ -34,3 +34,52 @@ need_rdma() {
 
 # expect_contains TEXT NEEDLE WHAT
 expect_contains() { [[ "$1" == *"$2"* ]] || fail "$3: expected to find '$2' in: $1"; }
+
+# ---- NCL helpers ---------------------------------------------------------------------
+
+# ncl_setup N: start N local ncl-server peers private to this test (own run directory and
+# ports, stopped on exit) and export SPLITFT_PEERS.
+ncl_setup() {
+  export NCL_RUN_DIR="$TMP/ncl" NCL_BASE_PORT=$((20000 + ($$ % 4000) * 10))
+  export NCL_CAPACITY=${NCL_CAPACITY:-64M}
+  on_exit "'$ROOT/scripts/ncl-peers' stop >/dev/null 2>&1"
+  local line
+  line=$("$ROOT/scripts/ncl-peers" start "$1" | tail -n 1) || fail "peers did not start"
+  export "${line?}"
+}
+ncl_peers() { "$ROOT/scripts/ncl-peers" "$@"; }
+
+# count_lines FILE PREFIX: lines of FILE starting with PREFIX.
+count_lines() { grep -c "^$2" "$1" 2>/dev/null || true; }
+
+# wait_lines FILE PREFIX N [SECONDS]: until FILE has N lines starting with PREFIX.
+wait_lines() {
+  local deadline=$((SECONDS + ${4:-30}))
+  while [ "$(count_lines "$1" "$2")" -lt "$3" ]; do
+    [ $SECONDS -lt $deadline ] || fail "timed out waiting for $3 '$2' lines in $1 ($(count_lines "$1" "$2") so far)"
+    sleep 0.05
+  done
+}
+
+# pid_alive PID: running and not a zombie.
+pid_alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# ncl_check_file FILE SIZE LOAD_OUTPUT: every record that ncl-load reported acknowledged is
+# in FILE with its exact bytes; prints how many were checked.
+ncl_check_file() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys
+path, size, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+acked = [int(l.split()[1]) for l in open(out) if l.startswith("ack ")]
+data = open(path, "rb").read() if acked else b""
+bad = []
+for i in acked:
+    want = bytes(ord("A") + (i * 7 + j) % 26 for j in range(size))
+    if data[i * size:(i + 1) * size] != want:
+        bad.append(i)
+if bad:
+    print(f"LOST or wrong: {len(bad)} of {len(acked)} acknowledged records, first {bad[:10]}")
+    sys.exit(1)
+print(f"all {len(acked)} acknowledged records present")
+PY
+}

@@ -16,10 +16,20 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit -Ishim-posix/include
 # fuzz configuration of `make fuzz`, clang with coverage and sanitizers).
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(RT_LIB)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(NCLS_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(RT_LDLIBS)
 .PHONY: fuzz-bins
 fuzz-bins: $(FUZZ_TARGETS)
 
 LINT_SRCS += $(UNIT_SRCS) $(FUZZ_SRCS) $(wildcard tests/fixtures/*.c)
+
+# Test tools: tests/tools/<name>.c -> $(BUILD)/tests/tools/<name>, linked with the NCL
+# client and the runtime (programs the integration tests drive).
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(NCL_LIB) $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+ALL_TARGETS += $(TOOL_BINS)
+LINT_SRCS += $(TOOL_SRCS)

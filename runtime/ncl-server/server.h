@@ -28,4 +28,14 @@ int ncl_server_port(ncl_server *s);
 int ncl_server_run(ncl_server *s, int stop_fd);
 void ncl_server_free(ncl_server *s);
 
+/* Detached use, for the fuzzer and tests: a server that does not listen, and connections
+ * fed bytes directly (replies are dropped). feed returns < 0 where the daemon would close
+ * the connection. */
+typedef struct conn ncl_conn;
+ncl_server *ncl_server_detached(const ncl_server_opts *o, rt_logger *lg);
+ncl_conn *ncl_server_conn_new(ncl_server *sv);
+int ncl_server_conn_feed(ncl_server *sv, ncl_conn *c, const void *data, size_t len, rt_err *err);
+void ncl_server_conn_free(ncl_server *sv, ncl_conn *c);
+const ncl_store *ncl_server_store(const ncl_server *sv);
+
 #endif

@@ -65,6 +65,7 @@ typedef struct frame {
 
 typedef struct pend {
     uint64_t req, gen, mark;
+    uint64_t sent_ns; /* when queued: a peer silent for longer than the timeout is down */
     size_t bytes;
     uint8_t type;
 } pend;
@@ -212,7 +213,8 @@ static int queue_req(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const 
     struct iovec iov = {buf + NCL_HDR_SIZE, fixlen + recs};
     ncl_hdr_encode(buf, type, flags, req, &iov, 1);
     if (out_push(p, buf, len) < 0 ||
-        pend_push(p, (pend){.req = req, .gen = p->gen, .mark = mark, .bytes = len, .type = type})) {
+        pend_push(p, (pend){.req = req, .gen = p->gen, .mark = mark, .sent_ns = rt_now_ns(),
+                            .bytes = len, .type = type})) {
         free(buf);
         return -ENOMEM;
     }
@@ -573,6 +575,23 @@ static void wake_io(ncl_client *c)
     (void)w;
 }
 
+/* A peer that has not answered its oldest request within the timeout is treated as dead:
+ * its connection is dropped and the connector retries (a peer cut off by the network gives
+ * no error, only silence). */
+static void check_stalls(ncl_client *c)
+{
+    uint64_t now = rt_now_ns();
+    for (int i = 0; i < c->npeers; i++) {
+        peer *p = &c->peers[i];
+        if (p->s && p->pq_n > 0 && now - p->pq[p->pq_head].sent_ns > c->cfg.timeout_ns) {
+            char why[96];
+            snprintf(why, sizeof why, "no reply within %llu ms",
+                     (unsigned long long)(c->cfg.timeout_ns / RT_MS));
+            peer_down(c, p, why);
+        }
+    }
+}
+
 static void *io_main(void *arg)
 {
     ncl_client *c = arg;
@@ -591,12 +610,15 @@ static void *io_main(void *arg)
         }
         pump(c);
         quorum_update(c);
+        check_stalls(c);
         struct pollfd pf[RT_HOSTS_MAX + 1];
         int map[RT_HOSTS_MAX + 1];
         int n = 0;
         pf[n] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
         map[n++] = -1;
         uint64_t now = rt_now_ns(), wait_ns = 100 * RT_MS;
+        if (c->cfg.timeout_ns / 4 < wait_ns)
+            wait_ns = c->cfg.timeout_ns / 4 > RT_MS ? c->cfg.timeout_ns / 4 : RT_MS;
         for (int i = 0; i < c->npeers; i++) {
             peer *p = &c->peers[i];
             if (!p->s)
