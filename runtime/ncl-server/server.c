@@ -154,8 +154,8 @@ static int on_hello(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err 
     } else if (flags & NCL_HELLO_QUERY) {
         c->log = lg; /* reads are allowed after a query */
     }
-    uint64_t v[6] = {lg->epoch,    lg->live.start,  lg->live.next,
-                     sv->st.used,  sv->st.capacity, lg->live.owner};
+    uint64_t v[6] = {lg->epoch,   lg->live.start,  lg->live.next,
+                     sv->st.used, sv->st.capacity, lg->live.owner};
     return reply_u64s(c, (uint8_t)rc, req, v, 6);
 }
 
@@ -563,8 +563,10 @@ int ncl_server_run(ncl_server *sv, int signal_fd)
 
 void ncl_server_free(ncl_server *sv)
 {
-    while (sv->conns)
-        conn_free(sv, sv->conns, NULL);
+    for (conn *c = sv->conns, *nx; c; c = nx) {
+        nx = c->next;
+        conn_free(sv, c, NULL);
+    }
     if (sv->lis)
         sv->o.transport->listener_close(sv->lis);
     if (sv->ep >= 0)

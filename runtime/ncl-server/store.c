@@ -66,7 +66,7 @@ static int recs_grow(ncl_recs *r, size_t need)
     unsigned char **n = malloc(nc * sizeof *n);
     if (!n)
         return -ENOMEM;
-    size_t held = (size_t)(r->next - r->start);
+    size_t held = r->cap ? (size_t)(r->next - r->start) : 0;
     for (size_t i = 0; i < held; i++)
         n[i] = r->ring[(r->head + i) % r->cap];
     free(r->ring);
@@ -172,7 +172,9 @@ ncl_log *ncl_store_log(ncl_store *st, const char *id, size_t len, bool create)
         return NULL;
     if (st->nlogs == st->caplogs) {
         size_t nc = st->caplogs ? st->caplogs * 2 : 8;
-        ncl_log **n = realloc(st->logs, nc * sizeof *n);
+        ncl_log **n =
+            realloc(st->logs,
+                    nc * sizeof *n); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
         if (!n)
             return NULL;
         st->logs = n;
@@ -228,7 +230,7 @@ int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_
             return rc;
         if (rec.seq != first_seq + i)
             return rt_err_set(err, EPROTO, "record %u of the batch has seq %llu, expected %llu", i,
-                              (unsigned long long)rec.seq, (unsigned long long)(first_seq + i));
+                              (unsigned long long)rec.seq, (unsigned long long)first_seq + i);
         off += used;
         need += charge(used);
     }

@@ -189,14 +189,14 @@ int ncl_rdma_hello_decode(const void *data, size_t len, ncl_rdma_hello *h, rt_er
         return rt_err_set(err, EPROTO, "rdma hello: %zu bytes of private data, need %d", len,
                           NCL_RDMA_HELLO_LEN);
     if (get32(p) != NCL_RDMA_HELLO_MAGIC)
-        return rt_err_set(err, EPROTO, "rdma hello: bad magic 0x%08x (not an NCL peer?)",
-                          get32(p));
+        return rt_err_set(err, EPROTO, "rdma hello: bad magic 0x%08x (not an NCL peer?)", get32(p));
     h->ring_size = get32(p + 4);
     h->ring_addr = get64(p + 8);
     h->words_addr = get64(p + 16);
     h->rkey = get32(p + 24);
     if (!ncl_ring_size_ok(h->ring_size))
-        return rt_err_set(err, EPROTO, "rdma hello: ring size %u is not a power of two in [%zu, %zu]",
+        return rt_err_set(err, EPROTO,
+                          "rdma hello: ring size %u is not a power of two in [%zu, %zu]",
                           h->ring_size, NCL_RING_MIN_SIZE, NCL_RING_MAX_SIZE);
     return 0;
 }

@@ -54,7 +54,7 @@ typedef struct ncl_ring_write {
 typedef struct ncl_ring_plan {
     ncl_ring_write w[2];
     int n;
-    size_t len;             /* total bytes, w[0].len + w[1].len */
+    size_t len;              /* total bytes, w[0].len + w[1].len */
     uint64_t produced_after; /* producer count to publish once the writes are posted */
 } ncl_ring_plan;
 

@@ -32,7 +32,7 @@ typedef struct ncl_config {
     char id[NCL_ID_MAX + 1];
     uint64_t timeout_ns; /* a commit without a majority by then fails (SPLITFT_TIMEOUT_MS) */
     const ncl_transport *transport;
-    uint32_t max_frame;  /* largest frame sent; at most the peers' --max-frame */
+    uint32_t max_frame; /* largest frame sent; at most the peers' --max-frame */
     int connect_timeout_ms;
 } ncl_config;
 
@@ -110,13 +110,13 @@ void ncl_client_stats_json(ncl_client *c, rt_json *j);
 /* ---- recovery -------------------------------------------------------------------- */
 
 typedef struct ncl_recovery {
-    uint64_t epoch;    /* the new epoch that fenced the old incarnation */
-    int answered;      /* peers that were read */
-    int owner_views;   /* of those, the logs of the newest owner, whose union is used */
-    uint64_t start;    /* the prefix is [start, next) */
+    uint64_t epoch;  /* the new epoch that fenced the old incarnation */
+    int answered;    /* peers that were read */
+    int owner_views; /* of those, the logs of the newest owner, whose union is used */
+    uint64_t start;  /* the prefix is [start, next) */
     uint64_t next;
-    size_t nrecs;      /* WRITE records of the prefix, in seq order */
-    ncl_rec *recs;     /* pointing into buffers owned by the recovery */
+    size_t nrecs;        /* WRITE records of the prefix, in seq order */
+    ncl_rec *recs;       /* pointing into buffers owned by the recovery */
     uint64_t tombstones; /* records of the prefix that were trimmed by file */
     uint64_t beyond_gap; /* records after the first gap: never acknowledged, ignored */
     uint64_t conflicts;  /* same seq, different bytes on two peers (should be 0) */
@@ -145,8 +145,7 @@ typedef struct ncl_replay_stats {
     uint64_t records, bytes, files;
 } ncl_replay_stats;
 
-int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stats *st,
-               rt_err *err);
+int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stats *st, rt_err *err);
 
 /* One peer's view of a client's log, for prefix selection. */
 typedef struct ncl_view {
@@ -170,8 +169,7 @@ void ncl_select_prefix(const ncl_view *views, int n, ncl_prefix *out,
 
 /* Send one request on a connected stream and wait for its reply (the reply payload is
  * malloc'd into *reply). Returns the reply type or -errno. */
-int ncl_rpc(const ncl_transport *t, ncl_stream *s, uint8_t type, uint8_t flags,
-            const void *payload, size_t len, int timeout_ms, unsigned char **reply,
-            size_t *reply_len, rt_err *err);
+int ncl_rpc(const ncl_transport *t, ncl_stream *s, uint8_t type, uint8_t flags, const void *payload,
+            size_t len, int timeout_ms, unsigned char **reply, size_t *reply_len, rt_err *err);
 
 #endif

@@ -35,13 +35,13 @@
 
 #include "ncl_internal.h"
 
-#define BATCH_MAX (1u << 20)          /* bytes of records in one APPEND frame */
-#define WINDOW_BYTES (8u << 20)       /* bytes in flight to one peer */
-#define LIVE_APPENDS_IN_FLIGHT 2      /* APPEND frames in flight to a live peer */
-#define FULL_BACKOFF_NS (20 * RT_MS)  /* pause after a FULL reply */
-#define RETRY_MIN_NS (50 * RT_MS)     /* reconnect back-off, doubling ... */
-#define RETRY_MAX_NS (1000 * RT_MS)   /* ... up to this */
-#define APPEND_HDR 20                 /* epoch, first seq, count */
+#define BATCH_MAX              (1u << 20)     /* bytes of records in one APPEND frame */
+#define WINDOW_BYTES           (8u << 20)     /* bytes in flight to one peer */
+#define LIVE_APPENDS_IN_FLIGHT 2              /* APPEND frames in flight to a live peer */
+#define FULL_BACKOFF_NS        (20 * RT_MS)   /* pause after a FULL reply */
+#define RETRY_MIN_NS           (50 * RT_MS)   /* reconnect back-off, doubling ... */
+#define RETRY_MAX_NS           (1000 * RT_MS) /* ... up to this */
+#define APPEND_HDR             20             /* epoch, first seq, count */
 
 /* ---- the log ----------------------------------------------------------------------- */
 
@@ -138,7 +138,7 @@ static int log_grow(ncl_client *c, size_t more)
     lrec *n = malloc(nc * sizeof *n);
     if (!n)
         return -ENOMEM;
-    for (size_t i = 0; i < held; i++)
+    for (size_t i = 0; c->cap && i < held; i++)
         n[i] = c->ring[(c->head + i) % c->cap];
     free(c->ring);
     c->ring = n;
@@ -212,9 +212,12 @@ static int queue_req(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const 
     uint64_t req = ++c->req;
     struct iovec iov = {buf + NCL_HDR_SIZE, fixlen + recs};
     ncl_hdr_encode(buf, type, flags, req, &iov, 1);
-    if (out_push(p, buf, len) < 0 ||
-        pend_push(p, (pend){.req = req, .gen = p->gen, .mark = mark, .sent_ns = rt_now_ns(),
-                            .bytes = len, .type = type})) {
+    if (out_push(p, buf, len) < 0 || pend_push(p, (pend){.req = req,
+                                                         .gen = p->gen,
+                                                         .mark = mark,
+                                                         .sent_ns = rt_now_ns(),
+                                                         .bytes = len,
+                                                         .type = type})) {
         free(buf);
         return -ENOMEM;
     }
@@ -223,8 +226,8 @@ static int queue_req(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const 
     return 0;
 }
 
-static int queue_u64s(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const uint64_t *v,
-                      int n, uint64_t mark)
+static int queue_u64s(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const uint64_t *v, int n,
+                      uint64_t mark)
 {
     unsigned char fix[40];
     unsigned char *q = fix;
@@ -300,9 +303,9 @@ static void peer_fill(ncl_client *c, peer *p, uint64_t now)
     while (p->ctl_sent < c->ctl_next) {
         const ctl_op *op = &c->ops[c->ops_n - (size_t)(c->ctl_next - p->ctl_sent)];
         uint64_t v[4] = {c->epoch, op->dev, op->ino, op->a};
-        int rc = op->type == NCL_TRIM ? queue_u64s(c, p, NCL_TRIM, 0, (uint64_t[]){c->epoch, op->a}, 2,
-                                                   op->id)
-                                      : queue_u64s(c, p, NCL_TRIM_FILE, 0, v, 4, op->id);
+        int rc = op->type == NCL_TRIM
+                     ? queue_u64s(c, p, NCL_TRIM, 0, (uint64_t[]){c->epoch, op->a}, 2, op->id)
+                     : queue_u64s(c, p, NCL_TRIM_FILE, 0, v, 4, op->id);
         if (rc < 0)
             return peer_down(c, p, "out of memory");
         p->ctl_sent++;
@@ -352,7 +355,7 @@ static void peer_flush(ncl_client *c, peer *p)
             return peer_down(c, p, why);
         }
         size_t left = (size_t)w;
-        while (left > 0) {
+        while (left > 0 && p->out_n > 0) {
             size_t rest = p->outq[0].len - p->out_off;
             if (left < rest) {
                 p->out_off += left;
@@ -714,7 +717,7 @@ static int hello_payload(unsigned char *buf, uint64_t epoch, uint8_t flags, cons
     unsigned char *q = ncl_put_u64(buf, epoch);
     q = ncl_put_u8(q, flags);
     q = ncl_put_u8(q, (uint8_t)idlen);
-    memcpy(q, id, idlen);
+    memcpy(q, id, idlen); /* NOLINT(bugprone-not-null-terminated-result): length-prefixed */
     return (int)(10 + idlen);
 }
 
@@ -801,8 +804,8 @@ int ncl_fence(const ncl_config *cfg, probe *pr, uint64_t *epoch, uint64_t *owner
     if (ok < m) {
         describe_missing(cfg, pr, n, why, sizeof why);
         ncl_probes_close(cfg, pr, n);
-        return rt_err_set(err, EHOSTUNREACH, "no majority of peers: %d of %d answered (need %d): %s",
-                          ok, n, m, why);
+        return rt_err_set(err, EHOSTUNREACH,
+                          "no majority of peers: %d of %d answered (need %d): %s", ok, n, m, why);
     }
     uint64_t max_epoch = 0;
     *owner = 0;
@@ -847,8 +850,8 @@ int ncl_reset_all(const ncl_config *cfg, probe *pr, uint64_t epoch, uint64_t at,
     if (ok < m) {
         char why[600];
         describe_missing(cfg, pr, n, why, sizeof why);
-        return rt_err_set(err, EHOSTUNREACH, "trim reached %d of %d peers (need %d): %s", ok, n,
-                          m, why);
+        return rt_err_set(err, EHOSTUNREACH, "trim reached %d of %d peers (need %d): %s", ok, n, m,
+                          why);
     }
     return 0;
 }
@@ -861,8 +864,8 @@ ncl_client *ncl_open(const ncl_config *cfg, unsigned flags, rt_err *err)
         return NULL;
     }
     probe pr[RT_HOSTS_MAX];
-    uint64_t epoch, owner;
-    bool dirty;
+    uint64_t epoch = 0, owner = 0;
+    bool dirty = false;
     if (ncl_fence(cfg, pr, &epoch, &owner, &dirty, err) < 0)
         return NULL;
     uint64_t start = 0;
@@ -985,8 +988,8 @@ static void quorum_report(ncl_client *c, uint64_t seq, char *out, size_t len)
     int acks = 0;
     for (int i = 0; i < c->npeers; i++)
         acks += c->peers[i].state == P_LIVE && c->peers[i].acked > seq;
-    int w = snprintf(out, len, "%d of %d peers acknowledged (need %d)", acks, c->npeers,
-                     c->majority);
+    int w =
+        snprintf(out, len, "%d of %d peers acknowledged (need %d)", acks, c->npeers, c->majority);
     for (int i = 0; i < c->npeers && w > 0 && (size_t)w < len; i++) {
         peer *p = &c->peers[i];
         if (p->state == P_LIVE && !p->full)
@@ -1017,8 +1020,7 @@ static int wait_quorum(ncl_client *c, bool (*done)(ncl_client *, uint64_t), uint
             quorum_report(c, target, why, sizeof why);
             return rt_err_set(err, ENOSPC, "%s: peers are full: %s", what, why);
         }
-        if (rt_now_ns() >= deadline ||
-            pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) {
+        if (rt_now_ns() >= deadline || pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) {
             if (done(c, target))
                 break;
             char why[400];
@@ -1050,9 +1052,15 @@ int ncl_commit(ncl_client *c, const ncl_write *w, size_t n, uint64_t *last_seq, 
         return rt_err_set(err, ENOMEM, "out of memory for the log");
     }
     for (size_t i = 0; i < n; i++) {
-        ncl_rec r = {.seq = c->next, .dev = w[i].dev, .ino = w[i].ino, .offset = w[i].offset,
-                     .len = w[i].len, .path_len = (uint16_t)(w[i].path ? strlen(w[i].path) : 0),
-                     .kind = NCL_REC_WRITE, .path = w[i].path, .data = w[i].data};
+        ncl_rec r = {.seq = c->next,
+                     .dev = w[i].dev,
+                     .ino = w[i].ino,
+                     .offset = w[i].offset,
+                     .len = w[i].len,
+                     .path_len = (uint16_t)(w[i].path ? strlen(w[i].path) : 0),
+                     .kind = NCL_REC_WRITE,
+                     .path = w[i].path,
+                     .data = w[i].data};
         size_t size = ncl_rec_size(&r);
         unsigned char *enc = malloc(size);
         if (!enc) {
@@ -1142,8 +1150,8 @@ int ncl_trim_file(ncl_client *c, uint64_t dev, uint64_t ino, uint64_t below, rt_
         unsigned char *t = malloc(NCL_REC_HDR_SIZE);
         if (!t)
             continue;
-        ncl_rec tomb = {.seq = s, .dev = dev, .ino = ino, .offset = d.offset,
-                        .kind = NCL_REC_TOMBSTONE};
+        ncl_rec tomb = {
+            .seq = s, .dev = dev, .ino = ino, .offset = d.offset, .kind = NCL_REC_TOMBSTONE};
         ncl_rec_encode(t, &tomb);
         c->log_bytes = c->log_bytes - r->size + NCL_REC_HDR_SIZE;
         free(r->enc);

@@ -7,7 +7,7 @@
 /* One peer as seen by a one-shot procedure (open, recovery): its connection and its
  * answer to HELLO. */
 typedef struct probe {
-    ncl_stream *s; /* NULL when unreachable or dropped after an error */
+    ncl_stream *s;                      /* NULL when unreachable or dropped after an error */
     uint64_t epoch, start, next, owner; /* from HELLO; owner: see ncl_proto.h */
     char err[200];
 } probe;

@@ -145,9 +145,8 @@ static int read_peer(rstate *st, int i, rt_err *err)
             size_t used;
             rc = ncl_rec_decode(cur.p, (size_t)(cur.end - cur.p), &recs[have], &used, err);
             if (rc == 0 && recs[have].seq != from)
-                rc = rt_err_set(err, EPROTO, "%s sent seq %llu, expected %llu",
-                                t->peer_name(p->s), (unsigned long long)recs[have].seq,
-                                (unsigned long long)from);
+                rc = rt_err_set(err, EPROTO, "%s sent seq %llu, expected %llu", t->peer_name(p->s),
+                                (unsigned long long)recs[have].seq, (unsigned long long)from);
             if (rc < 0) {
                 free(recs);
                 return rc;
@@ -204,8 +203,8 @@ int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
     }
     st->cfg = *cfg;
     r->priv = st;
-    bool dirty;
-    uint64_t owner;
+    bool dirty = false;
+    uint64_t owner = 0;
     int rc = ncl_fence(cfg, st->pr, &r->epoch, &owner, &dirty, err);
     if (rc < 0) {
         free(st);
@@ -241,8 +240,8 @@ int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
     r->owner_views = nv;
     if (answered < m) {
         ncl_recovery_free(r);
-        return rt_err_set(err, EHOSTUNREACH, "recovery read %d of %d peers (need %d)", answered,
-                          n, m);
+        return rt_err_set(err, EHOSTUNREACH, "recovery read %d of %d peers (need %d)", answered, n,
+                          m);
     }
     ncl_prefix pf;
     collect col = {r, 0, 0};

@@ -23,21 +23,32 @@ int ncl_config_from_env(ncl_config *cfg, const char *id_default, rt_err *err)
     const rt_env_spec specs[] = {
         {.name = "SPLITFT_PEERS", .type = RT_ENV_HOSTPORTS, .def = NULL, .dest = &cfg->peers},
         {.name = "SPLITFT_ID", .type = RT_ENV_STRING, .def = id_default, .dest = cfg->id},
-        {.name = "SPLITFT_TIMEOUT_MS", .type = RT_ENV_DURATION, .def = "1000", .min = (long long)RT_MS,
-         .max = 3600 * (long long)RT_S, .unit_ns = RT_MS, .dest = &cfg->timeout_ns},
-        {.name = "SPLITFT_TRANSPORT", .type = RT_ENV_ENUM, .def = "tcp", .names = transports,
+        {.name = "SPLITFT_TIMEOUT_MS",
+         .type = RT_ENV_DURATION,
+         .def = "1000",
+         .min = (long long)RT_MS,
+         .max = 3600 * (long long)RT_S,
+         .unit_ns = RT_MS,
+         .dest = &cfg->timeout_ns},
+        {.name = "SPLITFT_TRANSPORT",
+         .type = RT_ENV_ENUM,
+         .def = "tcp",
+         .names = transports,
          .dest = &tr},
     };
     int rc = rt_env_load(specs, sizeof specs / sizeof specs[0], err);
     if (rc < 0)
         return rc;
     if (cfg->peers.n == 0)
-        return rt_err_set(err, EINVAL, "SPLITFT_PEERS is not set; accepted: 1 to %d "
-                          "comma-separated HOST:PORT of ncl-server peers", RT_HOSTS_MAX);
+        return rt_err_set(err, EINVAL,
+                          "SPLITFT_PEERS is not set; accepted: 1 to %d "
+                          "comma-separated HOST:PORT of ncl-server peers",
+                          RT_HOSTS_MAX);
     if (!ncl_id_valid(cfg->id, strlen(cfg->id)))
-        return rt_err_set(err, EINVAL, "SPLITFT_ID='%s': %s; accepted: 1 to %d characters of "
-                          "A-Z a-z 0-9 . _ -", cfg->id, cfg->id[0] ? "not a valid id" : "not set",
-                          NCL_ID_MAX);
+        return rt_err_set(err, EINVAL,
+                          "SPLITFT_ID='%s': %s; accepted: 1 to %d characters of "
+                          "A-Z a-z 0-9 . _ -",
+                          cfg->id, cfg->id[0] ? "not a valid id" : "not set", NCL_ID_MAX);
     cfg->transport = ncl_transport_get(transports[tr]);
     int ms = (int)(cfg->timeout_ns / RT_MS);
     cfg->connect_timeout_ms = ms < 1000 ? ms : 1000;
@@ -56,9 +67,8 @@ static int wait_for(const ncl_transport *t, ncl_stream *s, bool want_send, uint6
     return n == 0 ? -ETIMEDOUT : 0;
 }
 
-int ncl_rpc(const ncl_transport *t, ncl_stream *s, uint8_t type, uint8_t flags,
-            const void *payload, size_t len, int timeout_ms, unsigned char **reply,
-            size_t *reply_len, rt_err *err)
+int ncl_rpc(const ncl_transport *t, ncl_stream *s, uint8_t type, uint8_t flags, const void *payload,
+            size_t len, int timeout_ms, unsigned char **reply, size_t *reply_len, rt_err *err)
 {
     static uint64_t req_counter;
     uint64_t req = __atomic_add_fetch(&req_counter, 1, __ATOMIC_RELAXED);
@@ -107,11 +117,10 @@ int ncl_rpc(const ncl_transport *t, ncl_stream *s, uint8_t type, uint8_t flags,
             if (rc < 0) {
                 if (buf != rh)
                     free(buf);
-                return rt_err_set(err, -rc, "%s to %s: %s", ncl_type_name(type),
-                                  t->peer_name(s),
-                                  rc == -ETIMEDOUT  ? "no reply in time"
-                                  : n == 0          ? "connection closed"
-                                                    : strerror(-rc));
+                return rt_err_set(err, -rc, "%s to %s: %s", ncl_type_name(type), t->peer_name(s),
+                                  rc == -ETIMEDOUT ? "no reply in time"
+                                  : n == 0         ? "connection closed"
+                                                   : strerror(-rc));
             }
         }
         if (buf == rh) {

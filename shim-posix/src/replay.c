@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,9 +28,10 @@ static const ncl_replay_ops libc_ops = {open, pwrite, fsync, close};
 static int make_parents(const char *path, rt_err *err)
 {
     char buf[PATH_MAX];
-    if (strlen(path) >= sizeof buf)
+    size_t n = strlen(path);
+    if (n >= sizeof buf)
         return rt_err_set(err, ENAMETOOLONG, "path too long: %.100s", path);
-    strcpy(buf, path);
+    memcpy(buf, path, n + 1);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/')
             continue;
@@ -44,7 +46,7 @@ static int make_parents(const char *path, rt_err *err)
 static int fsync_dir_of(const ncl_replay_ops *ops, const char *path, rt_err *err)
 {
     char buf[PATH_MAX];
-    strcpy(buf, path);
+    snprintf(buf, sizeof buf, "%s", path);
     const char *dir = dirname(buf);
     int fd = ops->open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -81,8 +83,7 @@ static int file_for(const ncl_replay_ops *ops, open_file **files, size_t *n, con
     return fd;
 }
 
-int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stats *st,
-               rt_err *err)
+int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stats *st, rt_err *err)
 {
     if (!ops)
         ops = &libc_ops;

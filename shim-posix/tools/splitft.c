@@ -77,8 +77,8 @@ static char *peer_stats(const ncl_config *cfg, const rt_hostport *hp, rt_err *er
         return NULL;
     unsigned char *rep;
     size_t len;
-    int rc = ncl_rpc(cfg->transport, s, NCL_STATS, 0, NULL, 0, (int)(cfg->timeout_ns / RT_MS),
-                     &rep, &len, err);
+    int rc = ncl_rpc(cfg->transport, s, NCL_STATS, 0, NULL, 0, (int)(cfg->timeout_ns / RT_MS), &rep,
+                     &len, err);
     cfg->transport->close(s);
     if (rc < 0)
         return NULL;
@@ -120,9 +120,9 @@ static int cmd_peers(const ncl_config *cfg, bool raw)
             int clients = 0;
             for (const char *p = strstr(j, "\"id\":"); p; p = strstr(p + 1, "\"id\":"))
                 clients++;
-            printf("%-24s %-6s %12llu %12llu %8d %8llu %10.1f\n", addr, "up",
-                   json_num(j, "used"), json_num(j, "capacity"), clients,
-                   json_num(j, "connections"), (double)json_num(j, "uptime_ms") / 1000.0);
+            printf("%-24s %-6s %12llu %12llu %8d %8llu %10.1f\n", addr, "up", json_num(j, "used"),
+                   json_num(j, "capacity"), clients, json_num(j, "connections"),
+                   (double)json_num(j, "uptime_ms") / 1000.0);
         }
         free(j);
     }
@@ -147,8 +147,8 @@ static int cmd_dump(const ncl_config *cfg)
         }
         unsigned char hello[10 + NCL_ID_MAX], *rep;
         size_t idlen = strlen(cfg->id), len;
-        unsigned char *q = ncl_put_u8(ncl_put_u8(ncl_put_u64(hello, 0), NCL_HELLO_QUERY),
-                                      (uint8_t)idlen);
+        unsigned char *q =
+            ncl_put_u8(ncl_put_u8(ncl_put_u64(hello, 0), NCL_HELLO_QUERY), (uint8_t)idlen);
         memcpy(q, cfg->id, idlen);
         int tmo = (int)(cfg->timeout_ns / RT_MS);
         int rc = ncl_rpc(cfg->transport, s, NCL_HELLO, 0, hello, 10 + idlen, tmo, &rep, &len, &e);
@@ -233,8 +233,8 @@ static int cmd_recover(const ncl_config *cfg, bool dry_run)
     if (dry_run) {
         for (size_t i = 0; i < r->nrecs; i++)
             printf("  seq %llu %.*s offset %llu len %u\n", (unsigned long long)r->recs[i].seq,
-                   (int)r->recs[i].path_len, r->recs[i].path,
-                   (unsigned long long)r->recs[i].offset, r->recs[i].len);
+                   (int)r->recs[i].path_len, r->recs[i].path, (unsigned long long)r->recs[i].offset,
+                   r->recs[i].len);
         ncl_recovery_free(r);
         return 0;
     }
@@ -245,13 +245,16 @@ static int cmd_recover(const ncl_config *cfg, bool dry_run)
         return 1;
     }
     if (ncl_recover_finish(r, &e) < 0) {
-        fprintf(stderr, "splitft recover: replayed, but trimming failed: %s (running recovery "
-                        "again is safe)\n", e.msg);
+        fprintf(stderr,
+                "splitft recover: replayed, but trimming failed: %s (running recovery "
+                "again is safe)\n",
+                e.msg);
         ncl_recovery_free(r);
         return 1;
     }
     printf("recover %s: replayed %llu records (%llu bytes) into %llu files, fsynced; peers "
-           "trimmed\n", cfg->id, (unsigned long long)st.records, (unsigned long long)st.bytes,
+           "trimmed\n",
+           cfg->id, (unsigned long long)st.records, (unsigned long long)st.bytes,
            (unsigned long long)st.files);
     ncl_recovery_free(r);
     return 0;
@@ -283,8 +286,12 @@ static void *bench_worker(void *arg)
     snprintf(path, sizeof path, "/splitft-bench/%d", w->idx);
     uint64_t off = 0;
     while (!b->stop) {
-        ncl_write wr = {.dev = 0, .ino = (uint64_t)w->idx + 1, .offset = off, .path = path,
-                        .data = data, .len = (uint32_t)b->size};
+        ncl_write wr = {.dev = 0,
+                        .ino = (uint64_t)w->idx + 1,
+                        .offset = off,
+                        .path = path,
+                        .data = data,
+                        .len = (uint32_t)b->size};
         rt_err e;
         if (ncl_commit(b->c, &wr, 1, NULL, &e) < 0) {
             pthread_mutex_lock(&b->mu);
@@ -334,13 +341,14 @@ static int cmd_bench(const ncl_config *cfg, const opts *o)
     ncl_client_stats_get(c, &s);
     const rt_hist *h = ncl_commit_hist(c);
     double rate = (double)s.commits / secs;
-    double p50 = (double)rt_hist_quantile(h, 0.5) / 1e3, p99 = (double)rt_hist_quantile(h, 0.99) / 1e3,
+    double p50 = (double)rt_hist_quantile(h, 0.5) / 1e3,
+           p99 = (double)rt_hist_quantile(h, 0.99) / 1e3,
            p999 = (double)rt_hist_quantile(h, 0.999) / 1e3;
     double per_frame = s.frames_sent ? (double)s.records / ((double)s.frames_sent / s.npeers) : 0;
     if (o->csv)
         printf("%zu,%d,%d,%.2f,%llu,%llu,%.0f,%.1f,%.1f,%.1f,%.2f\n", o->size, s.npeers,
-               o->concurrency, secs, (unsigned long long)s.commits,
-               (unsigned long long)b.failures, rate, p50, p99, p999, per_frame);
+               o->concurrency, secs, (unsigned long long)s.commits, (unsigned long long)b.failures,
+               rate, p50, p99, p999, per_frame);
     else
         printf("size %zu B, %d peers, %d committers, %.1f s: %llu commits (%llu failed), %.0f "
                "commits/s, latency p50 %.1f us p99 %.1f us p999 %.1f us, %.2f records per "
@@ -384,7 +392,8 @@ static int cmd_fsync_bench(const opts *o)
     double secs = (double)(rt_now_ns() - t0) / 1e9;
     close(fd);
     unlink(path);
-    double p50 = (double)rt_hist_quantile(h, 0.5) / 1e3, p99 = (double)rt_hist_quantile(h, 0.99) / 1e3,
+    double p50 = (double)rt_hist_quantile(h, 0.5) / 1e3,
+           p99 = (double)rt_hist_quantile(h, 0.99) / 1e3,
            p999 = (double)rt_hist_quantile(h, 0.999) / 1e3;
     if (o->csv)
         printf("%zu,%.2f,%llu,%.0f,%.1f,%.1f,%.1f\n", o->size, secs, (unsigned long long)n,
@@ -403,12 +412,12 @@ static int cmd_fsync_bench(const opts *o)
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
-        {"peers", required_argument, NULL, 'p'},     {"id", required_argument, NULL, 'i'},
-        {"timeout", required_argument, NULL, 't'},   {"transport", required_argument, NULL, 'T'},
-        {"size", required_argument, NULL, 's'},      {"concurrency", required_argument, NULL, 'c'},
-        {"duration", required_argument, NULL, 'd'},  {"csv", no_argument, NULL, 'C'},
-        {"dry-run", no_argument, NULL, 'n'},         {"dir", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+        {"peers", required_argument, NULL, 'p'},    {"id", required_argument, NULL, 'i'},
+        {"timeout", required_argument, NULL, 't'},  {"transport", required_argument, NULL, 'T'},
+        {"size", required_argument, NULL, 's'},     {"concurrency", required_argument, NULL, 'c'},
+        {"duration", required_argument, NULL, 'd'}, {"csv", no_argument, NULL, 'C'},
+        {"dry-run", no_argument, NULL, 'n'},        {"dir", required_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     opts o = {.size = 4096, .concurrency = 1, .duration = 5};
     signal(SIGPIPE, SIG_IGN);
     int ch;
@@ -439,11 +448,13 @@ int main(int argc, char **argv)
                 return die_usage(e.msg);
             o.concurrency = (int)n;
             break;
-        case 'd':
-            o.duration = atof(optarg);
-            if (o.duration <= 0 || o.duration > 3600)
+        case 'd': {
+            char *end;
+            o.duration = strtod(optarg, &end);
+            if (*end || o.duration <= 0 || o.duration > 3600)
                 return die_usage("--duration: accepted: seconds, more than 0, at most 3600");
             break;
+        }
         case 'C':
             o.csv = true;
             break;

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     static rt_logger quiet = {"fuzz", -1, 2};
-    ncl_server_opts o = {.capacity = 100 * 1024,
+    ncl_server_opts o = {.capacity = 102400,
                          .max_frame = 64 * 1024,
                          .max_conns = 4,
                          .transport = &ncl_tcp_transport};

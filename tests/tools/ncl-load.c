@@ -25,16 +25,17 @@ static void on_term(int sig)
 }
 
 /* Byte j of record i: what the test checks in the replayed file. */
-static unsigned char pattern(uint64_t i, size_t j) { return (unsigned char)('A' + (i * 7 + j) % 26); }
+static unsigned char pattern(uint64_t i, size_t j)
+{
+    return (unsigned char)('A' + (i * 7 + j) % 26);
+}
 
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {{"file", required_argument, NULL, 'f'},
-                                       {"count", required_argument, NULL, 'n'},
-                                       {"size", required_argument, NULL, 's'},
-                                       {"pause-us", required_argument, NULL, 'p'},
-                                       {"stats", required_argument, NULL, 'S'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"file", required_argument, NULL, 'f'},  {"count", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},  {"pause-us", required_argument, NULL, 'p'},
+        {"stats", required_argument, NULL, 'S'}, {NULL, 0, NULL, 0}};
     const char *file = NULL, *stats = NULL;
     long long count = 1000000000LL;
     size_t size = 64;
@@ -44,11 +45,11 @@ int main(int argc, char **argv)
         if (ch == 'f')
             file = optarg;
         else if (ch == 'n')
-            count = atoll(optarg);
+            count = strtoll(optarg, NULL, 10);
         else if (ch == 's')
-            size = (size_t)atol(optarg);
+            size = (size_t)strtoul(optarg, NULL, 10);
         else if (ch == 'p')
-            pause_us = atol(optarg);
+            pause_us = strtol(optarg, NULL, 10);
         else if (ch == 'S')
             stats = optarg;
         else
@@ -77,8 +78,12 @@ int main(int argc, char **argv)
     for (long long i = 0; i < count && !stop; i++) {
         for (size_t j = 0; j < size; j++)
             buf[j] = pattern((uint64_t)i, j);
-        ncl_write w = {.dev = 1, .ino = 1, .offset = (uint64_t)i * size, .path = file,
-                       .data = buf, .len = (uint32_t)size};
+        ncl_write w = {.dev = 1,
+                       .ino = 1,
+                       .offset = (uint64_t)i * size,
+                       .path = file,
+                       .data = buf,
+                       .len = (uint32_t)size};
         if (ncl_commit(c, &w, 1, NULL, &e) == 0) {
             printf("ack %lld\n", i);
         } else {

@@ -18,7 +18,10 @@ Test(quorum, majority_of_1_3_5)
         cr_assert_gt(2 * ncl_majority(n), n);
 }
 
-static ncl_rec W(uint64_t seq, uint32_t crc) { return (ncl_rec){.seq = seq, .kind = NCL_REC_WRITE, .crc = crc}; }
+static ncl_rec W(uint64_t seq, uint32_t crc)
+{
+    return (ncl_rec){.seq = seq, .kind = NCL_REC_WRITE, .crc = crc};
+}
 static ncl_rec T(uint64_t seq) { return (ncl_rec){.seq = seq, .kind = NCL_REC_TOMBSTONE}; }
 
 typedef struct got {
@@ -36,9 +39,9 @@ static void emit(const ncl_rec *r, void *arg)
 
 Test(quorum, prefix_union_stops_at_first_gap)
 {
-    ncl_rec a[] = {W(0, 1), W(1, 1), W(2, 1)};      /* 0..2 */
+    ncl_rec a[] = {W(0, 1), W(1, 1), W(2, 1)};          /* 0..2 */
     ncl_rec b[] = {W(0, 1), W(1, 1), W(2, 1), W(3, 1)}; /* 0..3 */
-    ncl_rec c[] = {W(5, 1), W(6, 1)};               /* 5..6: past a gap at 4 */
+    ncl_rec c[] = {W(5, 1), W(6, 1)};                   /* 5..6: past a gap at 4 */
     ncl_view v[] = {{0, 3, a}, {0, 4, b}, {5, 7, c}};
     ncl_prefix p;
     got g = {0};

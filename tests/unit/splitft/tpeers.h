@@ -31,8 +31,11 @@ static void *tpeer_main(void *arg)
 static inline void tpeer_start(tpeer *p, int port, uint64_t capacity)
 {
     p->lg = (rt_logger){"tpeer", RT_LOG_ERROR, 2};
-    ncl_server_opts o = {.host = "127.0.0.1", .port = (uint16_t)port, .capacity = capacity,
-                         .max_frame = NCL_FRAME_MAX_DEFAULT, .max_conns = 64,
+    ncl_server_opts o = {.host = "127.0.0.1",
+                         .port = (uint16_t)port,
+                         .capacity = capacity,
+                         .max_frame = NCL_FRAME_MAX_DEFAULT,
+                         .max_conns = 64,
                          .transport = &ncl_tcp_transport};
     rt_err e;
     p->sv = ncl_server_new(&o, &p->lg, &e);
