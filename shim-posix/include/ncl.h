@@ -34,12 +34,14 @@ typedef struct ncl_config {
     const ncl_transport *transport;
     uint32_t max_frame; /* largest frame sent; at most the peers' --max-frame */
     int connect_timeout_ms;
+    uint64_t spin_ns; /* a committer busy-polls for replies this long before sleeping */
 } ncl_config;
 
-/* Defaults: no peers, empty id, timeout 1 s, tcp, 8 MiB frames, connect timeout 1 s. */
+/* Defaults: no peers, empty id, timeout 1 s, tcp, 8 MiB frames, connect timeout 1 s,
+ * spin 100 us. */
 void ncl_config_default(ncl_config *cfg);
 /* SPLITFT_PEERS (required), SPLITFT_ID (required unless id_default), SPLITFT_TIMEOUT_MS,
- * SPLITFT_TRANSPORT. A bad value: -EINVAL, err naming the variable. */
+ * SPLITFT_TRANSPORT, SPLITFT_SPIN_US. A bad value: -EINVAL, err naming the variable. */
 int ncl_config_from_env(ncl_config *cfg, const char *id_default, rt_err *err);
 
 /* Majority of n peers: n/2 + 1. */

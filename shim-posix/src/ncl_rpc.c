@@ -13,6 +13,7 @@ void ncl_config_default(ncl_config *cfg)
     cfg->transport = &ncl_tcp_transport;
     cfg->max_frame = NCL_FRAME_MAX_DEFAULT;
     cfg->connect_timeout_ms = 1000;
+    cfg->spin_ns = 100 * RT_US;
 }
 
 int ncl_config_from_env(ncl_config *cfg, const char *id_default, rt_err *err)
@@ -35,6 +36,12 @@ int ncl_config_from_env(ncl_config *cfg, const char *id_default, rt_err *err)
          .def = "tcp",
          .names = transports,
          .dest = &tr},
+        {.name = "SPLITFT_SPIN_US",
+         .type = RT_ENV_DURATION,
+         .def = "100",
+         .max = (long long)RT_S,
+         .unit_ns = RT_US,
+         .dest = &cfg->spin_ns},
     };
     int rc = rt_env_load(specs, sizeof specs / sizeof specs[0], err);
     if (rc < 0)
