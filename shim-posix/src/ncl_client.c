@@ -117,6 +117,7 @@ struct ncl_client {
     int wake_fd;
     bool stop, fenced;
     bool reader; /* a committer is reading the replies itself (wait_quorum) */
+    int waiters; /* committers sleeping on cv */
     uint64_t fenced_by;
     pthread_t io, conn;
     rt_hist lat;
@@ -597,9 +598,10 @@ static void check_stalls(ncl_client *c)
 }
 
 /* One round of polling (mu held, released while waiting): wait up to wait_ns for the
- * peers' streams (when peers_too) and for the wake fd (when with_wake), then read and
- * flush what is ready. */
-static void poll_round(ncl_client *c, bool peers_too, bool with_wake, uint64_t wait_ns)
+ * peers' streams (when peers_too) and for the wake fd (when with_wake), busy-polling for
+ * the first spin_ns of it, then read and flush what is ready. */
+static void poll_round(ncl_client *c, bool peers_too, bool with_wake, uint64_t wait_ns,
+                       uint64_t spin_ns)
 {
     struct pollfd pf[RT_HOSTS_MAX + 1];
     int map[RT_HOSTS_MAX + 1];
@@ -617,7 +619,16 @@ static void poll_round(ncl_client *c, bool peers_too, bool with_wake, uint64_t w
         map[n++] = i;
     }
     pthread_mutex_unlock(&c->mu);
-    int ready = poll(pf, (nfds_t)n, (int)((wait_ns + RT_MS - 1) / RT_MS));
+    /* Spinning happens without the mutex, so it never starves the threads that need it. */
+    int ready = 0;
+    if (spin_ns > 0) {
+        uint64_t until = rt_now_ns() + spin_ns;
+        while ((ready = poll(pf, (nfds_t)n, 0)) == 0 && rt_now_ns() < until) {
+        }
+        wait_ns = wait_ns > spin_ns ? wait_ns - spin_ns : 0;
+    }
+    if (ready == 0)
+        ready = poll(pf, (nfds_t)n, (int)((wait_ns + RT_MS - 1) / RT_MS));
     pthread_mutex_lock(&c->mu);
     for (int k = 0; ready > 0 && k < n; k++) {
         if (!pf[k].revents)
@@ -667,7 +678,7 @@ static void *io_main(void *arg)
         }
         /* While a committer reads the replies itself (see wait_quorum), stay off the
          * streams: only the wake fd and the timers. */
-        poll_round(c, !c->reader, true, wait_ns);
+        poll_round(c, !c->reader, true, wait_ns, 0);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -1048,15 +1059,21 @@ static int wait_quorum(ncl_client *c, bool (*done)(ncl_client *, uint64_t), uint
                 if (now >= deadline)
                     break;
                 pump(c);
-                uint64_t wait = now < spin_until ? 0 : deadline - now;
-                poll_round(c, true, false, wait < 5 * RT_MS ? wait : 5 * RT_MS);
+                /* Spin only while nobody else waits: with a crowd of committers the CPU
+                 * is better left to the peers, and group commit hides the wake-ups. */
+                uint64_t spin = c->waiters == 0 && now < spin_until ? spin_until - now : 0;
+                uint64_t wait = deadline - now < 5 * RT_MS ? deadline - now : 5 * RT_MS;
+                poll_round(c, true, false, wait, spin);
             }
             c->reader = false;
             wake_io(c);
             pthread_cond_broadcast(&c->cv);
             continue;
         }
-        if (rt_now_ns() >= deadline || pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT) {
+        c->waiters++;
+        int wrc = rt_now_ns() >= deadline ? ETIMEDOUT : pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+        c->waiters--;
+        if (wrc == ETIMEDOUT) {
             if (done(c, target))
                 break;
             char why[400];
