@@ -40,7 +40,8 @@ expect_contains() { [[ "$1" == *"$2"* ]] || fail "$3: expected to find '$2' in: 
 # ncl_setup N: start N local ncl-server peers private to this test (own run directory and
 # ports, stopped on exit) and export SPLITFT_PEERS.
 ncl_setup() {
-  export NCL_RUN_DIR="$TMP/ncl" NCL_BASE_PORT=$((20000 + ($$ % 4000) * 10))
+  # Ports below the kernel's ephemeral range (32768+), so no client connection holds them.
+  export NCL_RUN_DIR="$TMP/ncl" NCL_BASE_PORT=$((20000 + ($$ % 1200) * 10))
   export NCL_CAPACITY=${NCL_CAPACITY:-64M}
   on_exit "'$ROOT/scripts/ncl-peers' stop >/dev/null 2>&1"
   local line
