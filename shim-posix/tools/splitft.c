@@ -27,8 +27,10 @@ static const char usage[] =
     "                            fence NAME's old incarnation, read a majority, replay the\n"
     "                            longest gap-free prefix into the files (fsynced), trim the\n"
     "                            peers; --dry-run only lists what would be replayed\n"
-    "  bench [--size BYTES] [--concurrency N] [--duration SECONDS] [--csv]\n"
-    "                            commit load: latency p50/p99/p999 and commits/s\n"
+    "  bench [--size BYTES] [--concurrency N] [--duration SECONDS] [--csv] [--keep]\n"
+    "                            commit load: latency p50/p99/p999 and commits/s; the records\n"
+    "                            are trimmed at the end unless --keep (their paths are\n"
+    "                            /splitft-bench/N: recover them with --dry-run only)\n"
     "  fsync-bench --dir DIR [--size BYTES] [--duration SECONDS] [--csv]\n"
     "                            the baseline: append BYTES to a file and fdatasync, repeated\n"
     "\n"
@@ -47,7 +49,7 @@ typedef struct opts {
     size_t size;
     int concurrency;
     double duration;
-    bool csv, dry_run;
+    bool csv, dry_run, keep;
     const char *dir;
 } opts;
 
@@ -355,9 +357,14 @@ static int cmd_bench(const ncl_config *cfg, const opts *o)
                "frame\n",
                o->size, s.npeers, o->concurrency, secs, (unsigned long long)s.commits,
                (unsigned long long)b.failures, rate, p50, p99, p999, per_frame);
+    for (int i = 0; !o->csv && i < s.npeers; i++)
+        printf("  peer %s: %s, holds every record below seq %llu, %llu reconnects, %llu catch-ups\n",
+               s.peers[i].addr, s.peers[i].state, (unsigned long long)s.peers[i].acked,
+               (unsigned long long)s.peers[i].reconnects, (unsigned long long)s.peers[i].catch_ups);
     if (b.failures)
         fprintf(stderr, "splitft bench: first failure: %s\n", b.first_error);
-    ncl_trim(c, s.next, &e);
+    if (!o->keep)
+        ncl_trim(c, s.next, &e);
     ncl_close(c);
     return b.failures ? 1 : 0;
 }
@@ -411,13 +418,19 @@ static int cmd_fsync_bench(const opts *o)
 
 int main(int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"peers", required_argument, NULL, 'p'},    {"id", required_argument, NULL, 'i'},
-        {"timeout", required_argument, NULL, 't'},  {"transport", required_argument, NULL, 'T'},
-        {"size", required_argument, NULL, 's'},     {"concurrency", required_argument, NULL, 'c'},
-        {"duration", required_argument, NULL, 'd'}, {"csv", no_argument, NULL, 'C'},
-        {"dry-run", no_argument, NULL, 'n'},        {"dir", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option lopts[] = {{"peers", required_argument, NULL, 'p'},
+                                          {"id", required_argument, NULL, 'i'},
+                                          {"timeout", required_argument, NULL, 't'},
+                                          {"transport", required_argument, NULL, 'T'},
+                                          {"size", required_argument, NULL, 's'},
+                                          {"concurrency", required_argument, NULL, 'c'},
+                                          {"duration", required_argument, NULL, 'd'},
+                                          {"csv", no_argument, NULL, 'C'},
+                                          {"dry-run", no_argument, NULL, 'n'},
+                                          {"keep", no_argument, NULL, 'k'},
+                                          {"dir", required_argument, NULL, 'D'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     opts o = {.size = 4096, .concurrency = 1, .duration = 5};
     signal(SIGPIPE, SIG_IGN);
     int ch;
@@ -460,6 +473,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             o.dry_run = true;
+            break;
+        case 'k':
+            o.keep = true;
             break;
         case 'D':
             o.dir = optarg;
