@@ -37,36 +37,30 @@ static void emit(const ncl_rec *r, void *arg)
     g->kind[g->n++] = r->kind;
 }
 
-Test(quorum, prefix_union_stops_at_first_gap)
+Test(quorum, prefix_is_the_union_from_the_largest_start)
 {
-    ncl_rec a[] = {W(0, 1), W(1, 1), W(2, 1)};          /* 0..2 */
-    ncl_rec b[] = {W(0, 1), W(1, 1), W(2, 1), W(3, 1)}; /* 0..3 */
-    ncl_rec c[] = {W(5, 1), W(6, 1)};                   /* 5..6: past a gap at 4 */
-    ncl_view v[] = {{0, 3, a}, {0, 4, b}, {5, 7, c}};
+    ncl_rec a[] = {W(0, 1), W(1, 1), W(2, 1)};          /* a peer holding 0..2 */
+    ncl_rec b[] = {W(0, 1), W(1, 1), W(2, 1), W(3, 1)}; /* one holding 0..3 */
+    ncl_rec c[] = {W(5, 1), W(6, 1)};                   /* one trimmed to 5, holding 5..6 */
+    ncl_view v[] = {{0, 3, a}, {0, 4, b}};
     ncl_prefix p;
     got g = {0};
-    /* Views with start 5 force start 5: records below were trimmed there. Test without. */
     ncl_select_prefix(v, 2, &p, emit, &g);
     cr_assert_eq(p.start, 0);
-    cr_assert_eq(p.next, 4);
+    cr_assert_eq(p.next, 4, "the longer log extends the prefix");
     cr_assert_eq(g.n, 4);
     for (int i = 0; i < 4; i++)
         cr_assert_eq(g.seq[i], (uint64_t)i);
-    cr_assert_eq(p.beyond_gap, 0);
-    ncl_view v2[] = {{0, 3, a}, {5, 7, c}};
+    /* A peer trimmed past the others' ends: everything below 5 was made durable, so the
+     * prefix starts there (the other peers' older records are not replayed). */
+    ncl_view w[] = {{0, 3, a}, {5, 7, c}};
     g.n = 0;
-    ncl_select_prefix(v2, 2, &p, emit, &g);
-    cr_assert_eq(p.start, 5, "the largest start wins");
+    ncl_select_prefix(w, 2, &p, emit, &g);
+    cr_assert_eq(p.start, 5);
     cr_assert_eq(p.next, 7);
-    ncl_view v3[] = {{0, 3, a}, {0, 4, b}};
-    (void)v3;
-    /* A real gap: a holds 0..2, d holds 4..4 with start 0? Not contiguous views are not
-     * possible (each view is contiguous), so a gap appears between views' ends: */
-    ncl_rec d[] = {W(0, 1)};
-    ncl_view v4[] = {{0, 1, d}, {0, 1, d}};
-    g.n = 0;
-    ncl_select_prefix(v4, 2, &p, emit, &g);
-    cr_assert_eq(p.next, 1);
+    cr_assert_eq(g.n, 2);
+    cr_assert_eq(g.seq[0], 5);
+    cr_assert_eq(p.beyond_gap, 0);
 }
 
 Test(quorum, tombstone_on_any_view_wins)
@@ -97,24 +91,19 @@ Test(quorum, conflicting_copies_are_counted)
     cr_assert_eq(p.next, 2);
 }
 
-Test(quorum, records_past_a_gap_are_counted_not_replayed)
+Test(quorum, empty_views)
 {
-    /* View a: 10..12; view b: trimmed to 10, empty; view c starts at 10 and holds 10..11.
-     * Here the union is contiguous. For a gap, the later view must start past the end of
-     * every other one while another view's start is lower: not possible with starts
-     * maximised... unless all views agree on the start. */
-    ncl_rec a[] = {W(10, 1), W(11, 1)};
-    ncl_rec c[] = {W(10, 1)};
-    ncl_view v[] = {{10, 12, a}, {10, 11, c}, {10, 10, NULL}};
-    ncl_prefix p;
-    got g = {0};
-    ncl_select_prefix(v, 3, &p, emit, &g);
-    cr_assert_eq(p.start, 10);
-    cr_assert_eq(p.next, 12);
-    cr_assert_eq(g.n, 2);
-    /* Empty views only: an empty prefix. */
+    /* Logs trimmed to different points and holding nothing: an empty prefix at the largest
+     * start (a new session starts there or later). */
     ncl_view e[] = {{4, 4, NULL}, {7, 7, NULL}};
+    ncl_prefix p;
     ncl_select_prefix(e, 2, &p, NULL, NULL);
     cr_assert_eq(p.start, 7);
     cr_assert_eq(p.next, 7);
+    ncl_rec a[] = {W(10, 1), W(11, 1)};
+    ncl_view v[] = {{10, 12, a}, {10, 10, NULL}};
+    got g = {0};
+    ncl_select_prefix(v, 2, &p, emit, &g);
+    cr_assert_eq(p.next, 12);
+    cr_assert_eq(g.n, 2);
 }
