@@ -32,6 +32,7 @@ typedef struct conn {
     unsigned char *out;
     size_t out_off, out_len, out_cap;
     ncl_log *log; /* bound by HELLO */
+    uint64_t gen; /* the log's gen at this connection's claim or rejoin; 0 for a query */
     uint32_t events;
     struct conn *prev, *next; /* every live connection, for shutdown */
 } conn;
@@ -145,14 +146,16 @@ static int on_hello(ncl_server *sv, conn *c, uint64_t req, ncl_cur *cur, rt_err 
         uint64_t v[3] = {0, sv->st.used, sv->st.capacity};
         return reply_u64s(c, NCL_R_FULL, req, v, 3);
     }
-    int rc = ncl_store_hello(&sv->st, lg, epoch, flags & NCL_HELLO_QUERY);
+    int rc = ncl_store_hello(&sv->st, lg, epoch, flags);
     if (rc == NCL_R_OK && !(flags & NCL_HELLO_QUERY)) {
-        if (c->log != lg)
+        if (c->log != lg || c->gen == 0)
             rt_log(sv->lg, RT_LOG_INFO, "client %s epoch %llu from %s", lg->id,
                    (unsigned long long)epoch, peer_name(sv, c));
         c->log = lg;
-    } else if (flags & NCL_HELLO_QUERY) {
+        c->gen = lg->gen;
+    } else if (rc == NCL_R_OK) {
         c->log = lg; /* reads are allowed after a query */
+        c->gen = 0;
     }
     uint64_t v[6] = {lg->epoch,   lg->live.start,  lg->live.next,
                      sv->st.used, sv->st.capacity, lg->live.owner};
@@ -187,8 +190,7 @@ static int on_trim(ncl_server *sv, conn *c, const ncl_hdr *h, ncl_cur *cur, rt_e
     bool ok = ncl_get_u64(cur, &epoch);
     if (type == NCL_TRIM_FILE)
         ok = ok && ncl_get_u64(cur, &dev) && ncl_get_u64(cur, &ino);
-    if (type != NCL_SYNC_DONE)
-        ok = ok && ncl_get_u64(cur, &a);
+    ok = ok && ncl_get_u64(cur, &a); /* new start, below, start or expect */
     ok = ok && cur->p == cur->end;
     if (!ok)
         return rt_err_set(err, EPROTO, "malformed %s", ncl_type_name(type));
@@ -198,7 +200,7 @@ static int on_trim(ncl_server *sv, conn *c, const ncl_hdr *h, ncl_cur *cur, rt_e
     else if (type == NCL_RESET)
         rc = ncl_store_reset(&sv->st, c->log, epoch, a, h->flags & NCL_RESET_SHADOW);
     else if (type == NCL_SYNC_DONE)
-        rc = ncl_store_sync_done(&sv->st, c->log, epoch);
+        rc = ncl_store_sync_done(&sv->st, c->log, epoch, a);
     else
         rc = ncl_store_trim_file(&sv->st, c->log, epoch, dev, ino, a, &count);
     if (rc == NCL_R_FENCED)
@@ -206,6 +208,10 @@ static int on_trim(ncl_server *sv, conn *c, const ncl_hdr *h, ncl_cur *cur, rt_e
     if (rc == NCL_R_FULL) {
         uint64_t v[3] = {c->log->live.next, sv->st.used, sv->st.capacity};
         return reply_u64s(c, NCL_R_FULL, req, v, 3);
+    }
+    if (rc == NCL_R_GAP) {
+        uint64_t v = c->log->shadow ? c->log->shadow->next : 0;
+        return reply_u64s(c, NCL_R_GAP, req, &v, 1);
     }
     if (type == NCL_TRIM_FILE)
         return reply_u64s(c, NCL_R_OK, req, &count, 1);
@@ -316,6 +322,16 @@ static int handle(ncl_server *sv, conn *c, const ncl_hdr *h, const unsigned char
     ncl_cur cur = ncl_cur_make(pay, h->len);
     if (h->type != NCL_HELLO && h->type != NCL_STATS && !c->log)
         return rt_err_set(err, EPROTO, "%s before HELLO", ncl_type_name(h->type));
+    bool changes = h->type == NCL_APPEND || h->type == NCL_TRIM || h->type == NCL_TRIM_FILE ||
+                   h->type == NCL_RESET || h->type == NCL_SYNC_DONE;
+    /* Every request that changes the log starts with its epoch. One from an older epoch is
+     * answered FENCED by the store; one of the current epoch must come from the newest
+     * connection of that incarnation. */
+    uint64_t epoch;
+    ncl_cur peek = cur;
+    if (changes && ncl_get_u64(&peek, &epoch) && epoch >= c->log->epoch && c->gen != c->log->gen)
+        return rt_err_set(err, EPROTO, "%s from a connection superseded by a newer one of %s",
+                          ncl_type_name(h->type), c->log->id);
     switch (h->type) {
     case NCL_HELLO:
         return on_hello(sv, c, h->req, &cur, err);
@@ -335,12 +351,19 @@ static int handle(ncl_server *sv, conn *c, const ncl_hdr *h, const unsigned char
     }
 }
 
-/* Decode and handle every whole frame in c->in. Returns 0 or negative (close). */
+static bool backlogged(const ncl_server *sv, const conn *c)
+{
+    return c->out_len - c->out_off > 2 * (size_t)sv->o.max_frame;
+}
+
+/* Decode and handle the whole frames in c->in. Returns 0 or negative (close). */
 static int process_input(ncl_server *sv, conn *c, rt_err *err)
 {
     size_t off = 0;
     int rc = 0;
-    while (c->in_len - off >= NCL_HDR_SIZE) {
+    /* Replies waiting to be sent bound the work: a client that sends requests (a READ can
+     * ask for a whole frame) without reading replies is served no further until it does. */
+    while (c->in_len - off >= NCL_HDR_SIZE && !backlogged(sv, c)) {
         ncl_hdr h;
         if ((rc = ncl_hdr_decode(c->in + off, sv->o.max_frame, &h, err)) < 0)
             break;
@@ -368,7 +391,7 @@ static int process_input(ncl_server *sv, conn *c, rt_err *err)
 static void conn_arm(ncl_server *sv, conn *c)
 {
     bool want_send = c->out_off < c->out_len;
-    bool backlog = c->out_len - c->out_off > 2 * (size_t)sv->o.max_frame;
+    bool backlog = backlogged(sv, c);
     short pe = sv->o.transport->events(c->s, want_send);
     uint32_t ev = (backlog ? 0 : ((pe & POLLIN) ? EPOLLIN : 0)) | ((pe & POLLOUT) ? EPOLLOUT : 0);
     if (ev != c->events) {
@@ -439,13 +462,33 @@ static void on_readable(ncl_server *sv, conn *c)
             conn_free(sv, c, err.msg);
             return;
         }
-        if (c->out_len - c->out_off > 2 * (size_t)sv->o.max_frame)
+        if (backlogged(sv, c))
             break; /* the client is not reading its replies: stop reading its requests */
     }
     int rc = flush_out(sv, c);
     if (rc < 0) {
         conn_free(sv, c, strerror(-rc));
         return;
+    }
+    conn_arm(sv, c);
+}
+
+/* Replies drained: send more, and handle requests held back while the client was not
+ * reading (see process_input). */
+static void on_writable(ncl_server *sv, conn *c)
+{
+    rt_err err = {0};
+    for (;;) {
+        int rc = flush_out(sv, c);
+        if (rc < 0)
+            return conn_free(sv, c, strerror(-rc));
+        if (backlogged(sv, c) || c->in_len < NCL_HDR_SIZE)
+            break;
+        size_t before = c->in_len;
+        if (process_input(sv, c, &err) < 0)
+            return conn_free(sv, c, err.msg);
+        if (c->in_len == before)
+            break; /* only part of a frame is buffered */
     }
     conn_arm(sv, c);
 }
@@ -550,11 +593,7 @@ int ncl_server_run(ncl_server *sv, int signal_fd)
                 if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
                     on_readable(sv, c); /* may free c */
                 } else if (evs[i].events & EPOLLOUT) {
-                    int rc = flush_out(sv, c);
-                    if (rc < 0)
-                        conn_free(sv, c, strerror(-rc));
-                    else
-                        conn_arm(sv, c);
+                    on_writable(sv, c); /* may free c */
                 }
             }
         }

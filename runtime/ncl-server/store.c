@@ -1,7 +1,8 @@
 /* store.c: per-client logs of ncl-server: fencing, append, trims, shadow catch-up,
  * capacity accounting.
  *
- * Sections: record runs (ncl_recs), logs and the store, the operations.
+ * Sections: records and accounting, record runs (ncl_recs), logs and the store, the
+ * operations.
  */
 #include "store.h"
 
@@ -9,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- record runs --------------------------------------------------------------------- */
+/* ---- records and accounting ---------------------------------------------------------- */
 
-/* The size of a stored (already validated) record: len at 32, path_len at 36. */
+/* The size of an encoded (already validated) record: len at 32, path_len at 36. */
 static size_t rec_size_of(const unsigned char *enc)
 {
     uint32_t len = (uint32_t)enc[32] | (uint32_t)enc[33] << 8 | (uint32_t)enc[34] << 16 |
@@ -22,19 +23,83 @@ static size_t rec_size_of(const unsigned char *enc)
 
 static uint64_t charge(size_t rec_size) { return rec_size + NCL_REC_OVERHEAD; }
 
-static unsigned char **slot(const ncl_recs *r, uint64_t seq)
+/* A new record of `size` bytes, charged; NULL when out of memory. */
+static ncl_blob *blob_new(ncl_store *st, const unsigned char *enc, size_t size)
+{
+    ncl_blob *b = malloc(sizeof *b + size);
+    if (!b)
+        return NULL;
+    b->refs = 1;
+    b->size = (uint32_t)size;
+    memcpy(b->enc, enc, size);
+    st->used += charge(size);
+    return b;
+}
+
+static void blob_unref(ncl_store *st, ncl_blob *b)
+{
+    if (--b->refs > 0)
+        return;
+    st->used -= charge(b->size);
+    free(b);
+}
+
+/* ---- record runs --------------------------------------------------------------------- */
+
+static ncl_blob **slot(const ncl_recs *r, uint64_t seq)
 {
     return &r->ring[(r->head + (size_t)(seq - r->start)) % r->cap];
 }
 
+/* Move the ring to `nc` slots (nc >= records held), charging the difference. */
+static int recs_resize(ncl_store *st, ncl_recs *r, size_t nc)
+{
+    size_t held = (size_t)(r->next - r->start);
+    ncl_blob **n = NULL;
+    if (nc > 0) {
+        n = malloc(nc * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        for (size_t i = 0; i < held; i++)
+            n[i] = r->ring[(r->head + i) % r->cap];
+    }
+    free(r->ring);
+    st->used = st->used - r->cap * sizeof *n + nc * sizeof *n;
+    r->ring = n;
+    r->cap = nc;
+    r->head = 0;
+    return 0;
+}
+
+/* Slots needed to hold `need` records: 0 when it fits, else the new size. */
+static size_t grown_cap(const ncl_recs *r, size_t need)
+{
+    if (need <= r->cap)
+        return 0;
+    size_t nc = r->cap ? r->cap : 64;
+    while (nc < need)
+        nc *= 2;
+    return nc;
+}
+
+/* After records went away: give back ring slots once at most a quarter is used. */
+static void recs_shrink(ncl_store *st, ncl_recs *r)
+{
+    size_t held = (size_t)(r->next - r->start);
+    if (held > 0 && (r->cap <= 64 || held * 4 > r->cap))
+        return;
+    size_t nc = 64;
+    while (nc < held * 2)
+        nc *= 2;
+    recs_resize(st, r, held ? nc : 0); /* on failure the bigger ring simply stays */
+}
+
 static void recs_drop_front(ncl_store *st, ncl_recs *r)
 {
-    unsigned char **s = slot(r, r->start);
-    uint64_t c = charge(rec_size_of(*s));
-    free(*s);
+    ncl_blob **s = slot(r, r->start);
+    r->bytes -= (*s)->size;
+    blob_unref(st, *s);
     *s = NULL;
-    r->bytes -= c;
-    st->used -= c;
     r->head = (r->head + 1) % r->cap;
     r->start++;
 }
@@ -44,36 +109,8 @@ static void recs_reset(ncl_store *st, ncl_recs *r, uint64_t at)
 {
     while (r->start < r->next)
         recs_drop_front(st, r);
-    r->head = 0;
     r->start = r->next = at;
-}
-
-static void recs_free(ncl_store *st, ncl_recs *r)
-{
-    recs_reset(st, r, 0);
-    free(r->ring);
-    r->ring = NULL;
-    r->cap = 0;
-}
-
-static int recs_grow(ncl_recs *r, size_t need)
-{
-    if (need <= r->cap)
-        return 0;
-    size_t nc = r->cap ? r->cap : 64;
-    while (nc < need)
-        nc *= 2;
-    unsigned char **n = malloc(nc * sizeof *n);
-    if (!n)
-        return -ENOMEM;
-    size_t held = r->cap ? (size_t)(r->next - r->start) : 0;
-    for (size_t i = 0; i < held; i++)
-        n[i] = r->ring[(r->head + i) % r->cap];
-    free(r->ring);
-    r->ring = n;
-    r->cap = nc;
-    r->head = 0;
-    return 0;
+    recs_resize(st, r, 0);
 }
 
 static void recs_trim(ncl_store *st, ncl_recs *r, uint64_t new_start)
@@ -84,6 +121,7 @@ static void recs_trim(ncl_store *st, ncl_recs *r, uint64_t new_start)
         r->start = r->next = new_start;
         r->head = 0;
     }
+    recs_shrink(st, r);
 }
 
 static uint64_t recs_trim_file(ncl_store *st, ncl_recs *r, uint64_t dev, uint64_t ino,
@@ -91,31 +129,31 @@ static uint64_t recs_trim_file(ncl_store *st, ncl_recs *r, uint64_t dev, uint64_
 {
     uint64_t count = 0;
     for (uint64_t s = r->start; s < r->next && s < below; s++) {
-        unsigned char **p = slot(r, s);
+        ncl_blob **p = slot(r, s);
         ncl_rec rec;
         size_t used;
-        if (ncl_rec_decode(*p, rec_size_of(*p), &rec, &used, NULL) < 0 ||
+        if (ncl_rec_decode((*p)->enc, (*p)->size, &rec, &used, NULL) < 0 ||
             rec.kind != NCL_REC_WRITE || rec.dev != dev || rec.ino != ino)
             continue;
-        unsigned char *t = malloc(NCL_REC_HDR_SIZE);
-        if (!t)
-            continue; /* keeping the record is safe, only bigger */
+        unsigned char t[NCL_REC_HDR_SIZE];
         ncl_rec tomb = {.seq = rec.seq,
                         .dev = dev,
                         .ino = ino,
                         .offset = rec.offset,
                         .kind = NCL_REC_TOMBSTONE};
         ncl_rec_encode(t, &tomb);
-        uint64_t before = charge(used), after = charge(NCL_REC_HDR_SIZE);
-        r->bytes = r->bytes - before + after;
-        st->used = st->used - before + after;
-        free(*p);
-        *p = t;
+        ncl_blob *b = blob_new(st, t, sizeof t);
+        if (!b)
+            continue; /* keeping the record is safe, only bigger */
+        r->bytes = r->bytes - (*p)->size + b->size;
+        blob_unref(st, *p);
+        *p = b;
         count++;
     }
     /* Leading tombstones carry nothing: trim them (kind is at byte 38). */
-    while (r->start < r->next && (*slot(r, r->start))[38] == NCL_REC_TOMBSTONE)
+    while (r->start < r->next && (*slot(r, r->start))->enc[38] == NCL_REC_TOMBSTONE)
         recs_drop_front(st, r);
+    recs_shrink(st, r);
     return count;
 }
 
@@ -131,7 +169,7 @@ static void drop_shadow(ncl_store *st, ncl_log *lg)
 {
     if (!lg->shadow)
         return;
-    recs_free(st, lg->shadow);
+    recs_reset(st, lg->shadow, 0);
     free(lg->shadow);
     lg->shadow = NULL;
 }
@@ -140,7 +178,7 @@ void ncl_store_free(ncl_store *st)
 {
     for (size_t i = 0; i < st->nlogs; i++) {
         drop_shadow(st, st->logs[i]);
-        recs_free(st, &st->logs[i]->live);
+        recs_reset(st, &st->logs[i]->live, 0);
         free(st->logs[i]);
     }
     free(st->logs);
@@ -152,10 +190,10 @@ const unsigned char *ncl_log_get(const ncl_log *lg, uint64_t seq, size_t *size)
     const ncl_recs *r = &lg->live;
     if (seq < r->start || seq >= r->next)
         return NULL;
-    unsigned char *e = *slot(r, seq);
+    ncl_blob *b = *slot(r, seq);
     if (size)
-        *size = rec_size_of(e);
-    return e;
+        *size = b->size;
+    return b->enc;
 }
 
 uint64_t ncl_log_bytes(const ncl_log *lg)
@@ -172,9 +210,8 @@ ncl_log *ncl_store_log(ncl_store *st, const char *id, size_t len, bool create)
         return NULL;
     if (st->nlogs == st->caplogs) {
         size_t nc = st->caplogs ? st->caplogs * 2 : 8;
-        ncl_log **n =
-            realloc(st->logs,
-                    nc * sizeof *n); /* NOLINT(bugprone-sizeof-expression): an array of pointers */
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+        ncl_log **n = realloc(st->logs, nc * sizeof *n);
         if (!n)
             return NULL;
         st->logs = n;
@@ -199,16 +236,23 @@ static int fence(ncl_store *st, ncl_log *lg, uint64_t epoch)
         return NCL_R_FENCED;
     }
     if (epoch > lg->epoch)
-        drop_shadow(st, lg); /* a new incarnation: an old catch-up is moot */
+        drop_shadow(st, lg); /* another incarnation: an old catch-up is moot */
     lg->epoch = epoch;
     return NCL_R_OK;
 }
 
-int ncl_store_hello(ncl_store *st, ncl_log *lg, uint64_t epoch, bool query)
+int ncl_store_hello(ncl_store *st, ncl_log *lg, uint64_t epoch, unsigned flags)
 {
-    if (query)
+    if (flags & NCL_HELLO_QUERY)
         return NCL_R_OK;
-    return fence(st, lg, epoch);
+    if (!(flags & NCL_HELLO_REJOIN) && epoch <= lg->epoch) {
+        st->fenced++; /* a claim must be new: two openers never share an epoch */
+        return NCL_R_FENCED;
+    }
+    int rc = fence(st, lg, epoch);
+    if (rc == NCL_R_OK)
+        lg->gen++;
+    return rc;
 }
 
 int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_seq, uint32_t count,
@@ -216,10 +260,13 @@ int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_
 {
     ncl_recs *r = lg->shadow ? lg->shadow : &lg->live;
     *next = r->next;
+    if (first_seq >= NCL_SEQ_LIMIT || count > NCL_SEQ_LIMIT - first_seq)
+        return rt_err_set(err, EPROTO, "sequence numbers out of range");
     if (fence(st, lg, epoch) != NCL_R_OK)
         return NCL_R_FENCED;
     r = lg->shadow ? lg->shadow : &lg->live;
-    /* Validate the whole batch before changing anything. */
+    /* Validate the whole batch before changing anything; count what it would cost. A shadow
+     * record identical to the live log's copy is shared, at no cost. */
     size_t off = 0;
     uint64_t need = 0;
     for (uint32_t i = 0; i < count; i++) {
@@ -231,8 +278,11 @@ int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_
         if (rec.seq != first_seq + i)
             return rt_err_set(err, EPROTO, "record %u of the batch has seq %llu, expected %llu", i,
                               (unsigned long long)rec.seq, (unsigned long long)first_seq + i);
+        size_t lsize;
+        const unsigned char *live = lg->shadow ? ncl_log_get(lg, rec.seq, &lsize) : NULL;
+        if (!live || lsize != used || memcmp(live, recs + off, used) != 0)
+            need += charge(used);
         off += used;
-        need += charge(used);
     }
     if (off != len)
         return rt_err_set(err, EPROTO, "%zu stray bytes after %u records", len - off, count);
@@ -240,24 +290,29 @@ int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_
         st->gaps++;
         return NCL_R_GAP;
     }
-    if (st->used + need > st->capacity || recs_grow(r, (size_t)(r->next - r->start) + count) < 0) {
+    size_t nc = grown_cap(r, (size_t)(r->next - r->start) + count);
+    uint64_t ring_cost = nc ? (nc - r->cap) * sizeof(ncl_blob *) : 0;
+    if (st->used + need + ring_cost > st->capacity || (nc && recs_resize(st, r, nc) < 0)) {
         st->full++;
         return NCL_R_FULL;
     }
     off = 0;
     for (uint32_t i = 0; i < count; i++) {
         size_t size = rec_size_of(recs + off);
-        unsigned char *copy = malloc(size);
-        if (!copy) {
+        size_t lsize;
+        const unsigned char *live = lg->shadow ? ncl_log_get(lg, r->next, &lsize) : NULL;
+        ncl_blob *b;
+        if (live && lsize == size && memcmp(live, recs + off, size) == 0) {
+            b = *slot(&lg->live, r->next);
+            b->refs++;
+        } else if (!(b = blob_new(st, recs + off, size))) {
             st->full++;
             *next = r->next;
             return NCL_R_FULL; /* records before i stay: they are valid and contiguous */
         }
-        memcpy(copy, recs + off, size);
-        *slot(r, r->next) = copy;
+        *slot(r, r->next) = b;
         r->next++;
-        r->bytes += charge(size);
-        st->used += charge(size);
+        r->bytes += size;
         off += size;
     }
     st->appends++;
@@ -270,6 +325,8 @@ int ncl_store_trim(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t new_star
 {
     if (fence(st, lg, epoch) != NCL_R_OK)
         return NCL_R_FENCED;
+    if (new_start >= NCL_SEQ_LIMIT)
+        new_start = NCL_SEQ_LIMIT - 1;
     st->trims++;
     recs_trim(st, &lg->live, new_start);
     if (lg->shadow)
@@ -294,6 +351,8 @@ int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start, 
 {
     if (fence(st, lg, epoch) != NCL_R_OK)
         return NCL_R_FENCED;
+    if (start >= NCL_SEQ_LIMIT)
+        start = NCL_SEQ_LIMIT - 1;
     st->trims++;
     if (!shadow) {
         drop_shadow(st, lg);
@@ -301,29 +360,28 @@ int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start, 
         lg->live.owner = epoch;
         return NCL_R_OK;
     }
-    if (lg->shadow) {
-        recs_reset(st, lg->shadow, start);
-        lg->shadow->owner = epoch;
-        return NCL_R_OK;
-    }
-    lg->shadow = calloc(1, sizeof *lg->shadow);
     if (!lg->shadow) {
-        st->full++;
-        return NCL_R_FULL;
+        lg->shadow = calloc(1, sizeof *lg->shadow);
+        if (!lg->shadow) {
+            st->full++;
+            return NCL_R_FULL;
+        }
+        st->syncs++;
     }
-    lg->shadow->start = lg->shadow->next = start;
+    recs_reset(st, lg->shadow, start);
     lg->shadow->owner = epoch;
-    st->syncs++;
     return NCL_R_OK;
 }
 
-int ncl_store_sync_done(ncl_store *st, ncl_log *lg, uint64_t epoch)
+int ncl_store_sync_done(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t expect)
 {
     if (fence(st, lg, epoch) != NCL_R_OK)
         return NCL_R_FENCED;
-    if (!lg->shadow)
-        return NCL_R_OK;
-    recs_free(st, &lg->live);
+    if (!lg->shadow || lg->shadow->next < expect) {
+        st->gaps++;
+        return NCL_R_GAP; /* the shadow is not complete: keep the live log */
+    }
+    recs_reset(st, &lg->live, 0);
     lg->live = *lg->shadow;
     free(lg->shadow);
     lg->shadow = NULL;

@@ -8,7 +8,11 @@
  * client's current log re-sent from its start. Appends go to the shadow, trims apply to
  * both, READs see the live log; SYNC_DONE swaps the shadow in. So a peer never drops what
  * it holds before it holds the client's newer state in full (see the client's notes on
- * why dropping first could lose a committed record or a tombstone).
+ * why dropping first could lose a committed record or a tombstone). The shadow shares the
+ * records it has in common with the live log, so a catch-up costs little extra memory.
+ *
+ * Memory: every record (with NCL_REC_OVERHEAD) and every ring slot is charged to the
+ * store; an append that would pass the capacity is refused whole (FULL).
  *
  * The store knows nothing of sockets: the server decodes frames and calls these.
  */
@@ -22,21 +26,31 @@
 #include "rt/err.h"
 #include "rt/ncl_proto.h"
 
-#define NCL_REC_OVERHEAD 32  /* bytes charged per record beyond its encoding (pointer, malloc) */
+#define NCL_REC_OVERHEAD 32  /* bytes charged per record beyond its encoding (header, malloc) */
 #define NCL_LOG_OVERHEAD 256 /* bytes charged per client log */
+
+#define NCL_SEQ_LIMIT (1ULL << 62) /* sequence numbers stay below this */
+
+/* A stored record: a reference count (a shadow shares the live log's identical records,
+ * so a catch-up does not need twice the memory), then the encoded bytes. */
+typedef struct ncl_blob {
+    uint32_t refs, size;
+    unsigned char enc[];
+} ncl_blob;
 
 /* A contiguous run of records [start, next). */
 typedef struct ncl_recs {
     uint64_t start, next;
-    unsigned char **ring; /* ring[(head + seq - start) % cap]: encoded record */
+    ncl_blob **ring; /* ring[(head + seq - start) % cap] */
     size_t head, cap;
-    uint64_t bytes; /* charged to the store */
+    uint64_t bytes; /* bytes of the records referenced (shared ones count in both runs) */
     uint64_t owner; /* epoch of the RESET that started this run */
 } ncl_recs;
 
 typedef struct ncl_log {
     char id[NCL_ID_MAX + 1];
     uint64_t epoch;
+    uint64_t gen; /* bumped by each HELLO that claims or rejoins: the newest connection */
     ncl_recs live;
     ncl_recs *shadow; /* non-NULL during a catch-up */
 } ncl_log;
@@ -56,10 +70,13 @@ void ncl_store_free(ncl_store *st);
  * NULL if absent, or when creating would pass the capacity. */
 ncl_log *ncl_store_log(ncl_store *st, const char *id, size_t len, bool create);
 
-/* HELLO: with query, report only; else raise the log's epoch to `epoch` when higher (a new
- * incarnation: any shadow of the old one is dropped). Returns NCL_R_OK, or NCL_R_FENCED when
- * epoch < the log's (a query never fences). */
-int ncl_store_hello(ncl_store *st, ncl_log *lg, uint64_t epoch, bool query);
+/* HELLO, by its flags: NCL_HELLO_QUERY reports only. NCL_HELLO_REJOIN (a session
+ * reconnecting) needs epoch >= the log's. Otherwise it is a claim by a new incarnation and
+ * needs epoch > the log's, so two incarnations never share an epoch. A claim or rejoin that
+ * passes sets the log's epoch (dropping a shadow left by another epoch) and bumps its gen:
+ * requests that change the log are then accepted only from the newest connection. Returns
+ * NCL_R_OK or NCL_R_FENCED. */
+int ncl_store_hello(ncl_store *st, ncl_log *lg, uint64_t epoch, unsigned flags);
 
 /* APPEND `count` records encoded back to back in [recs, recs+len), the first with seq
  * first_seq, to the shadow if there is one, else to the live log. All-or-nothing. Returns
@@ -78,8 +95,9 @@ int ncl_store_trim_file(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t dev
 /* RESET: drop everything, start = next = start. With shadow: start a shadow there instead
  * (replacing any earlier shadow); NCL_R_FULL when even an empty shadow does not fit. */
 int ncl_store_reset(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t start, bool shadow);
-/* SYNC_DONE: the shadow becomes the live log (no-op without a shadow). */
-int ncl_store_sync_done(ncl_store *st, ncl_log *lg, uint64_t epoch);
+/* SYNC_DONE: the shadow becomes the live log, provided it holds everything below `expect`
+ * (the client's catch-up target); else NCL_R_GAP and nothing changes. */
+int ncl_store_sync_done(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t expect);
 
 /* The encoded record with this seq in the live log, or NULL when not held. */
 const unsigned char *ncl_log_get(const ncl_log *lg, uint64_t seq, size_t *size);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "ncl_internal.h"
@@ -214,12 +215,18 @@ static int queue_req(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const 
     uint64_t req = ++c->req;
     struct iovec iov = {buf + NCL_HDR_SIZE, fixlen + recs};
     ncl_hdr_encode(buf, type, flags, req, &iov, 1);
-    if (out_push(p, buf, len) < 0 || pend_push(p, (pend){.req = req,
-                                                         .gen = p->gen,
-                                                         .mark = mark,
-                                                         .sent_ns = rt_now_ns(),
-                                                         .bytes = len,
-                                                         .type = type})) {
+    /* The pending entry first: a frame is never queued without one (or freed while queued). */
+    if (pend_push(p, (pend){.req = req,
+                            .gen = p->gen,
+                            .mark = mark,
+                            .sent_ns = rt_now_ns(),
+                            .bytes = len,
+                            .type = type}) < 0) {
+        free(buf);
+        return -ENOMEM;
+    }
+    if (out_push(p, buf, len) < 0) {
+        p->pq_n--; /* the entry just pushed */
         free(buf);
         return -ENOMEM;
     }
@@ -287,7 +294,7 @@ static void peer_start_sync(ncl_client *c, peer *p, ncl_stream *s)
     unsigned char hello[10 + NCL_ID_MAX];
     size_t idlen = strlen(c->cfg.id);
     unsigned char *q = ncl_put_u64(hello, c->epoch);
-    q = ncl_put_u8(q, 0);
+    q = ncl_put_u8(q, NCL_HELLO_REJOIN);
     q = ncl_put_u8(q, (uint8_t)idlen);
     memcpy(q, c->cfg.id, idlen);
     uint64_t v[2] = {c->epoch, c->start};
@@ -332,7 +339,10 @@ static void peer_fill(ncl_client *c, peer *p, uint64_t now)
         p->sent = end;
     }
     if (p->state == P_SYNC && !p->sync_done_queued && p->sent >= p->sync_until) {
-        if (queue_u64s(c, p, NCL_SYNC_DONE, 0, &c->epoch, 1, p->sync_mark) < 0)
+        /* The peer swaps its shadow in only if it holds everything sent so far; if an
+         * APPEND before this failed (FULL), SYNC_DONE gets GAP and is sent again later. */
+        uint64_t v[2] = {c->epoch, p->sent};
+        if (queue_u64s(c, p, NCL_SYNC_DONE, 0, v, 2, p->sync_mark) < 0)
             return peer_down(c, p, "out of memory");
         p->sync_done_queued = true;
     }
@@ -481,7 +491,16 @@ static void on_reply(ncl_client *c, peer *p, const ncl_hdr *h, const unsigned ch
             return peer_down(c, p, "peer full: cannot start a catch-up");
         return;
     case NCL_SYNC_DONE:
-        if (!ok || !ncl_get_u64(&cur, &b) || stale)
+        if (!ok || stale)
+            return;
+        if (h->type != NCL_R_OK) { /* GAP: the shadow misses records; resend from there */
+            p->gen++;
+            p->sync_done_queued = false;
+            p->acked = a;
+            p->sent = a < c->start ? c->start : a;
+            return;
+        }
+        if (!ncl_get_u64(&cur, &b))
             return;
         p->state = P_LIVE;
         p->acked = b;
@@ -503,7 +522,7 @@ static void on_reply(ncl_client *c, peer *p, const ncl_hdr *h, const unsigned ch
         if (!ok || stale)
             return;
         if (h->type == NCL_R_OK) {
-            if (p->state == P_LIVE && a > p->acked)
+            if (a > p->acked) /* a syncing peer's progress in its shadow: not counted yet */
                 p->acked = a;
             p->full = false;
             return quorum_update(c);
@@ -520,7 +539,8 @@ static void on_reply(ncl_client *c, peer *p, const ncl_hdr *h, const unsigned ch
             pthread_cond_broadcast(&c->cv);
         }
         p->gen++;
-        if (p->state == P_LIVE && a > p->acked)
+        p->sync_done_queued = false; /* one queued after the failed APPEND will get GAP */
+        if (a > p->acked)
             p->acked = a;
         p->sent = a < c->start ? c->start : a;
         return quorum_update(c);
@@ -793,6 +813,19 @@ void ncl_probes_close(const ncl_config *cfg, probe *pr, int n)
             cfg->transport->close(pr[i].s);
 }
 
+/* A new epoch above `seen`: the high bits count incarnations, the low 24 are random, so
+ * two incarnations that start at the same moment do not pick the same epoch (and a peer
+ * accepts a claim only above its current epoch, so at most one of them can win a majority
+ * even then). */
+static uint64_t next_epoch(uint64_t seen)
+{
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (uint32_t)(rt_now_ns() ^ ((uint64_t)getpid() << 16));
+    r &= 0xffffff;
+    return (((seen >> 24) + 1) << 24) | (r ? r : 1);
+}
+
 /* "peer a:1: error; peer b:2: error" for the peers that did not answer. */
 static void describe_missing(const ncl_config *cfg, const probe *pr, int n, char *out, size_t len)
 {
@@ -833,20 +866,10 @@ int ncl_fence(const ncl_config *cfg, probe *pr, uint64_t *epoch, uint64_t *owner
                           "no majority of peers: %d of %d answered (need %d): %s", ok, n, m, why);
     }
     uint64_t max_epoch = 0;
-    *owner = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (pr[i].s && pr[i].epoch > max_epoch)
             max_epoch = pr[i].epoch;
-        if (pr[i].s && pr[i].owner > *owner)
-            *owner = pr[i].owner;
-    }
-    /* Records left by the newest incarnation that reached a majority: unrecovered. Logs of
-     * older owners were superseded (and recovered) already. */
-    *dirty = false;
-    for (int i = 0; i < n; i++)
-        if (pr[i].s && pr[i].owner == *owner && pr[i].next > pr[i].start)
-            *dirty = true;
-    *epoch = max_epoch + 1;
+    *epoch = next_epoch(max_epoch);
     len = hello_payload(pay, *epoch, 0, cfg->id);
     ok = rpc_all(cfg, pr, n, NCL_HELLO, 0, pay, (size_t)len, &fenced);
     if (fenced) {
@@ -860,6 +883,18 @@ int ncl_fence(const ncl_config *cfg, probe *pr, uint64_t *epoch, uint64_t *owner
         return rt_err_set(err, EHOSTUNREACH, "no majority accepted epoch %llu: %s",
                           (unsigned long long)*epoch, why);
     }
+    /* What the peers hold, read after the claim: an older incarnation can commit nothing
+     * more now, and whatever it had committed reached a majority, which shares a peer with
+     * the majority that accepted the claim. Records left by the newest incarnation that
+     * reached a majority are unrecovered; logs of older owners were superseded. */
+    *owner = 0;
+    for (int i = 0; i < n; i++)
+        if (pr[i].s && pr[i].owner > *owner)
+            *owner = pr[i].owner;
+    *dirty = false;
+    for (int i = 0; i < n; i++)
+        if (pr[i].s && pr[i].owner == *owner && pr[i].next > pr[i].start)
+            *dirty = true;
     return 0;
 }
 
@@ -1179,11 +1214,15 @@ int ncl_trim(ncl_client *c, uint64_t new_start, rt_err *err)
     pthread_mutex_lock(&c->mu);
     if (new_start > c->next)
         new_start = c->next;
-    int rc = 0;
+    int rc;
     if (new_start > c->start) {
         while (c->start < new_start)
             log_drop_front(c);
         rc = run_op(c, (ctl_op){.type = NCL_TRIM, .a = new_start}, "trim", err);
+    } else {
+        /* Nothing new here, but an earlier trim (one that timed out, say) may not have
+         * reached a majority yet: success means it has. */
+        rc = wait_quorum(c, ctl_is_done, c->ctl_next, rt_now_ns() + c->cfg.timeout_ns, "trim", err);
     }
     pthread_mutex_unlock(&c->mu);
     return rc;
@@ -1211,10 +1250,13 @@ int ncl_trim_file(ncl_client *c, uint64_t dev, uint64_t ino, uint64_t below, rt_
         *r = (lrec){t, NCL_REC_HDR_SIZE};
         hits++;
     }
-    int rc = 0;
+    int rc;
     if (hits)
         rc = run_op(c, (ctl_op){.type = NCL_TRIM_FILE, .a = below, .dev = dev, .ino = ino},
                     "trim file", err);
+    else /* the file's records went with earlier ops: those must have reached a majority */
+        rc = wait_quorum(c, ctl_is_done, c->ctl_next, rt_now_ns() + c->cfg.timeout_ns, "trim file",
+                         err);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

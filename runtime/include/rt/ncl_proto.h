@@ -13,7 +13,8 @@
  *       16    8 req     request id, echoed in the reply
  *
  * Requests and their payloads (replies: NCL_R_OK unless said otherwise):
- *   HELLO     u64 epoch, u8 flags (NCL_HELLO_QUERY), u8 id_len, id bytes
+ *   HELLO     u64 epoch, u8 flags (NCL_HELLO_QUERY, NCL_HELLO_REJOIN), u8 id_len, id bytes
+ *             without flags a claim by a new incarnation: epoch must exceed the current one
  *             -> OK or FENCED: u64 epoch, u64 start, u64 next, u64 used, u64 capacity,
  *                u64 owner (the epoch whose RESET made the log: see below)
  *   APPEND    u64 epoch, u64 first_seq, u32 count, count records
@@ -26,12 +27,16 @@
  *             APPENDs that follow, while the live log stays as it was for READs; SYNC_DONE
  *             then replaces the live log by the shadow. A peer being caught up never holds
  *             less than before.
- *   SYNC_DONE u64 epoch                         -> OK: u64 start, u64 next
+ *   SYNC_DONE u64 epoch, u64 expect             -> OK: u64 start, u64 next | GAP: the shadow
+ *             does not yet hold everything below expect (nothing changes)
  *   READ      u64 from_seq, u32 max_bytes       -> OK: u64 start, u64 next, u64 owner,
  *                                                      u32 count, records
  *   STATS     (empty)                           -> OK: JSON text
  * A request from an older epoch than the client's current one gets FENCED: u64 epoch.
- * Every request but HELLO and STATS needs a HELLO on the connection first.
+ * Every request but HELLO and STATS needs a HELLO on the connection first, and those that
+ * change the log are taken only from the connection of the client's latest claim or rejoin
+ * (an older connection of the same client is closed): frames of a connection the client
+ * gave up on can never land after its new one started a catch-up.
  *
  * The owner of a log is the epoch of the RESET that started it (a session's open, a
  * catch-up, a recovery's final trim). Each incarnation's RESET reaches a majority, so a
@@ -77,6 +82,7 @@ enum ncl_type {
 };
 
 #define NCL_HELLO_QUERY  1 /* learn the current epoch without raising it */
+#define NCL_HELLO_REJOIN 2 /* a session reconnecting: its epoch may equal the current one */
 #define NCL_RESET_SHADOW 1 /* RESET flag: catch-up into a shadow log */
 
 enum ncl_rec_kind { NCL_REC_WRITE = 1, NCL_REC_TOMBSTONE = 2 };

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../../runtime/ncl-server/store.h"
@@ -135,7 +136,7 @@ Test(store, capacity_is_never_exceeded)
     cr_assert_eq(lg->live.next, seq);
     /* Trimming frees room again. */
     cr_assert_eq(ncl_store_trim(&st, lg, 0, seq), NCL_R_OK);
-    cr_assert_eq(st.used, NCL_LOG_OVERHEAD);
+    cr_assert_eq(st.used, NCL_LOG_OVERHEAD, "ring slots are given back too");
     cr_assert_eq(append(&st, lg, 0, seq, 4, 1000, 1, &next), NCL_R_OK);
     /* Logs of new clients are refused once full too. */
     ncl_store st2;
@@ -213,17 +214,104 @@ Test(store, shadow_catch_up_keeps_live_until_done)
     cr_assert_eq(ncl_store_trim(&st, lg, 1, 4), NCL_R_OK);
     cr_assert_eq(lg->live.start, 4);
     cr_assert_eq(lg->shadow->start, 4);
-    cr_assert_eq(ncl_store_sync_done(&st, lg, 1), NCL_R_OK);
+    cr_assert_eq(ncl_store_sync_done(&st, lg, 1, 7), NCL_R_OK);
     cr_assert_null(lg->shadow);
     cr_assert_eq(lg->live.start, 4);
     cr_assert_eq(lg->live.next, 7);
     cr_assert_eq(append(&st, lg, 1, 7, 1, 10, 1, &next), NCL_R_OK);
-    /* Accounting: only the live log's records remain charged. */
-    uint64_t expect = NCL_LOG_OVERHEAD + 4 * (NCL_REC_HDR_SIZE + 4 + 10 + NCL_REC_OVERHEAD);
+    /* Accounting: only the live log's records remain charged (and its ring). */
+    uint64_t expect = NCL_LOG_OVERHEAD + 4 * (NCL_REC_HDR_SIZE + 4 + 10 + NCL_REC_OVERHEAD) +
+                      lg->live.cap * sizeof(ncl_blob *);
     cr_assert_eq(st.used, expect);
     /* A new incarnation drops an unfinished shadow. */
     cr_assert_eq(ncl_store_reset(&st, lg, 1, 8, true), NCL_R_OK);
     cr_assert_eq(ncl_store_hello(&st, lg, 2, false), NCL_R_OK);
     cr_assert_null(lg->shadow);
+    ncl_store_free(&st);
+}
+
+Test(store, claims_need_a_new_epoch_rejoins_may_repeat_it)
+{
+    ncl_store st;
+    ncl_store_init(&st, 1 << 20);
+    ncl_log *lg = ncl_store_log(&st, "c", 1, true);
+    cr_assert_eq(ncl_store_hello(&st, lg, 7, 0), NCL_R_OK);
+    uint64_t g = lg->gen;
+    /* A second opener that picked the same epoch loses. */
+    cr_assert_eq(ncl_store_hello(&st, lg, 7, 0), NCL_R_FENCED);
+    cr_assert_eq(lg->gen, g);
+    /* The owner reconnecting may present its epoch again; each such HELLO bumps gen. */
+    cr_assert_eq(ncl_store_hello(&st, lg, 7, NCL_HELLO_REJOIN), NCL_R_OK);
+    cr_assert_eq(lg->gen, g + 1);
+    cr_assert_eq(ncl_store_hello(&st, lg, 6, NCL_HELLO_REJOIN), NCL_R_FENCED);
+    /* A peer that restarted empty accepts a rejoin above what it knows. */
+    ncl_log *fresh = ncl_store_log(&st, "d", 1, true);
+    cr_assert_eq(ncl_store_hello(&st, fresh, 7, NCL_HELLO_REJOIN), NCL_R_OK);
+    cr_assert_eq(fresh->epoch, 7);
+    ncl_store_free(&st);
+}
+
+Test(store, sync_done_needs_a_complete_shadow)
+{
+    ncl_store st;
+    ncl_store_init(&st, 1 << 20);
+    ncl_log *lg = ncl_store_log(&st, "c", 1, true);
+    uint64_t next;
+    append(&st, lg, 1, 0, 5, 10, 1, &next);
+    cr_assert_eq(ncl_store_reset(&st, lg, 1, 0, true), NCL_R_OK);
+    cr_assert_eq(append(&st, lg, 1, 0, 3, 10, 1, &next), NCL_R_OK);
+    /* The client says it sent 5; the shadow has 3 (an APPEND was refused): no swap. */
+    cr_assert_eq(ncl_store_sync_done(&st, lg, 1, 5), NCL_R_GAP);
+    cr_assert_eq(lg->live.next, 5);
+    cr_assert_not_null(lg->shadow);
+    /* Without a shadow at all (a stale SYNC_DONE), nothing happens either. */
+    cr_assert_eq(append(&st, lg, 1, 3, 2, 10, 1, &next), NCL_R_OK);
+    cr_assert_eq(ncl_store_sync_done(&st, lg, 1, 5), NCL_R_OK);
+    cr_assert_eq(ncl_store_sync_done(&st, lg, 1, 5), NCL_R_GAP);
+    cr_assert_eq(lg->live.next, 5);
+    ncl_store_free(&st);
+}
+
+Test(store, shadow_shares_identical_records)
+{
+    /* A catch-up re-sends the records the peer already holds: they must not cost twice, or
+     * a peer holding more than half its capacity could never be caught up. */
+    ncl_store st;
+    ncl_log *lg;
+    uint64_t next;
+    /* 100 records of 5000 bytes take a bit over 500 KB: 600 KB hold them once, not twice. */
+    ncl_store_init(&st, 600000);
+    lg = ncl_store_log(&st, "c", 1, true);
+    cr_assert_eq(append(&st, lg, 1, 0, 100, 5000, 1, &next), NCL_R_OK);
+    cr_assert_eq(ncl_store_reset(&st, lg, 1, 0, true), NCL_R_OK);
+    cr_assert_eq(append(&st, lg, 1, 0, 100, 5000, 1, &next), NCL_R_OK, "the copies are shared");
+    cr_assert_leq(st.used, st.capacity);
+    cr_assert_eq(ncl_store_sync_done(&st, lg, 1, 100), NCL_R_OK);
+    cr_assert_eq(lg->live.next, 100);
+    /* Trimming the swapped-in log frees everything. */
+    cr_assert_eq(ncl_store_trim(&st, lg, 1, 100), NCL_R_OK);
+    cr_assert_eq(st.used, NCL_LOG_OVERHEAD);
+    ncl_store_free(&st);
+}
+
+Test(store, ring_slots_count_against_capacity)
+{
+    /* Empty records are tiny, but each takes a ring slot: filling and trimming must neither
+     * pass the capacity nor keep the memory. */
+    ncl_store st;
+    ncl_store_init(&st, 256 * 1024);
+    for (int id = 0; id < 8; id++) {
+        char name[8];
+        snprintf(name, sizeof name, "c%d", id);
+        ncl_log *lg = ncl_store_log(&st, name, strlen(name), true);
+        uint64_t next, seq = 0;
+        while (append(&st, lg, 1, seq, 64, 0, 1, &next) == NCL_R_OK)
+            seq += 64;
+        cr_assert_gt(seq, 0);
+        cr_assert_leq(st.used, st.capacity);
+        cr_assert_eq(ncl_store_trim(&st, lg, 1, seq), NCL_R_OK);
+        cr_assert_eq(lg->live.cap, 0, "the ring is given back");
+    }
+    cr_assert_eq(st.used, 8 * NCL_LOG_OVERHEAD);
     ncl_store_free(&st);
 }

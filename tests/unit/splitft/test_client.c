@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tpeers.h"
+#include "tproxy.h"
 
 static ncl_write wr(uint64_t ino, uint64_t off, const char *data)
 {
@@ -344,4 +345,135 @@ Test(client, no_majority_at_open)
     cr_assert(strstr(e.msg, "1 of 3 answered (need 2)"), "%s", e.msg);
     cr_assert(strstr(e.msg, "127.0.0.1:1"), "%s", e.msg);
     tpeer_stop(&p[0]);
+}
+
+Test(client, catch_up_of_a_nearly_full_peer_keeps_its_records)
+{
+    /* Peer 0 has room for the log once, not twice, and sits behind a relay that the test
+     * cuts: its catch-up must neither drop what it holds nor get stuck. */
+    tpeer p[3];
+    tpeer_start(&p[0], 0, 160000);
+    tpeer_start(&p[1], 0, 64 << 20);
+    tpeer_start(&p[2], 0, 64 << 20);
+    tproxy px;
+    tproxy_start(&px, p[0].port);
+    ncl_config cfg;
+    tpeer_config(&cfg, p, 3, "tight", 1000);
+    cfg.peers.v[0].port = (uint16_t)px.port;
+    rt_err e;
+    ncl_client *c = ncl_open(&cfg, 0, &e);
+    cr_assert_not_null(c, "%s", e.msg);
+    char rec[1001];
+    memset(rec, 'r', 1000);
+    rec[1000] = 0;
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(commit1(c, 1, (uint64_t)i * 1000, rec, NULL, &e), 0, "%s", e.msg);
+    wait_live(c, 3);
+    tproxy_cut(&px);
+    usleep(100000);
+    wait_live(c, 3); /* reconnected and caught up */
+    ncl_client_stats s;
+    ncl_client_stats_get(c, &s);
+    cr_assert_geq(s.peers[0].catch_ups, 1);
+    /* Peer 1 goes: commits now need peer 0. */
+    tpeer_stop(&p[1]);
+    for (int i = 100; i < 105; i++)
+        cr_assert_eq(commit1(c, 1, (uint64_t)i * 1000, rec, NULL, &e), 0, "%s", e.msg);
+    ncl_close(c);
+    /* Recovery from peers 0 and 2 finds all 105. */
+    tpeer_start(&p[1], p[1].port, 64 << 20);
+    ncl_recovery *r;
+    cr_assert_eq(ncl_recover_begin(&cfg, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(r->nrecs, 105);
+    ncl_recovery_free(r);
+    tproxy_stop(&px);
+    for (int i = 0; i < 3; i++)
+        tpeer_stop(&p[i]);
+}
+
+typedef struct racer {
+    ncl_config cfg;
+    const char *data;
+    pthread_barrier_t *go;
+    int opened, committed;
+} racer;
+
+static void *race_open(void *arg)
+{
+    racer *r = arg;
+    rt_err e;
+    pthread_barrier_wait(r->go);
+    ncl_client *c = ncl_open(&r->cfg, 0, &e);
+    if (!c)
+        return NULL;
+    r->opened = 1;
+    r->committed = commit1(c, 1, 0, r->data, NULL, &e) == 0;
+    ncl_close(c);
+    return NULL;
+}
+
+Test(client, two_incarnations_opening_at_once_never_both_commit)
+{
+    tpeer p[3];
+    for (int i = 0; i < 3; i++)
+        tpeer_start(&p[i], 0, 64 << 20);
+    int both_opened = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        char id[32];
+        snprintf(id, sizeof id, "race-%d", trial);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        racer a = {.data = "from-a", .go = &go}, b = {.data = "from-b", .go = &go};
+        tpeer_config(&a.cfg, p, 3, id, 500);
+        b.cfg = a.cfg;
+        pthread_t ta, tb;
+        pthread_create(&ta, NULL, race_open, &a);
+        pthread_create(&tb, NULL, race_open, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        both_opened += a.opened && b.opened;
+        cr_assert_leq(a.committed + b.committed, 1, "trial %d: both incarnations committed", trial);
+        /* What was acknowledged is what recovery finds. */
+        ncl_recovery *r;
+        rt_err e;
+        cr_assert_eq(ncl_recover_begin(&a.cfg, &r, &e), 0, "%s", e.msg);
+        if (a.committed || b.committed) {
+            cr_assert_eq(r->nrecs, 1, "trial %d", trial);
+            cr_assert_eq(memcmp(r->recs[0].data, a.committed ? "from-a" : "from-b", 6), 0);
+        }
+        ncl_recovery_free(r);
+    }
+    (void)both_opened;
+    for (int i = 0; i < 3; i++)
+        tpeer_stop(&p[i]);
+}
+
+Test(client, a_trim_that_failed_is_not_reported_done_on_retry)
+{
+    tpeer p[3];
+    for (int i = 0; i < 3; i++)
+        tpeer_start(&p[i], 0, 64 << 20);
+    ncl_config cfg;
+    tpeer_config(&cfg, p, 3, "trimretry", 300);
+    rt_err e;
+    ncl_client *c = ncl_open(&cfg, 0, &e);
+    cr_assert_not_null(c, "%s", e.msg);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(commit1(c, 9, (uint64_t)i, "x", NULL, &e), 0, "%s", e.msg);
+    int port1 = p[1].port, port2 = p[2].port;
+    tpeer_stop(&p[1]);
+    tpeer_stop(&p[2]);
+    cr_assert_eq(ncl_trim(c, 5, &e), -ETIMEDOUT, "%s", e.msg);
+    /* Nothing new to drop, but the first trim has not reached a majority. */
+    cr_assert_eq(ncl_trim(c, 5, &e), -ETIMEDOUT, "%s", e.msg);
+    cr_assert_eq(ncl_trim_file(c, 1, 9, UINT64_MAX, &e), -ETIMEDOUT, "%s", e.msg);
+    /* The peers come back (empty), are caught up, and then the retry succeeds. */
+    tpeer_start(&p[1], port1, 64 << 20);
+    tpeer_start(&p[2], port2, 64 << 20);
+    wait_live(c, 3);
+    cr_assert_eq(ncl_trim(c, 5, &e), 0, "%s", e.msg);
+    ncl_close(c);
+    for (int i = 0; i < 3; i++)
+        tpeer_stop(&p[i]);
 }
