@@ -46,6 +46,8 @@ static void blob_unref(ncl_store *st, ncl_blob *b)
 
 /* ---- record runs --------------------------------------------------------------------- */
 
+#define SLOT_BYTES sizeof(void *) /* a ring slot: one pointer to an ncl_blob */
+
 static ncl_blob **slot(const ncl_recs *r, uint64_t seq)
 {
     return &r->ring[(r->head + (size_t)(seq - r->start)) % r->cap];
@@ -57,14 +59,14 @@ static int recs_resize(ncl_store *st, ncl_recs *r, size_t nc)
     size_t held = (size_t)(r->next - r->start);
     ncl_blob **n = NULL;
     if (nc > 0) {
-        n = malloc(nc * sizeof *n);
+        n = malloc(nc * SLOT_BYTES);
         if (!n)
             return -ENOMEM;
         for (size_t i = 0; i < held; i++)
             n[i] = r->ring[(r->head + i) % r->cap];
     }
     free(r->ring);
-    st->used = st->used - r->cap * sizeof *n + nc * sizeof *n;
+    st->used = st->used - r->cap * SLOT_BYTES + nc * SLOT_BYTES;
     r->ring = n;
     r->cap = nc;
     r->head = 0;
@@ -291,7 +293,7 @@ int ncl_store_append(ncl_store *st, ncl_log *lg, uint64_t epoch, uint64_t first_
         return NCL_R_GAP;
     }
     size_t nc = grown_cap(r, (size_t)(r->next - r->start) + count);
-    uint64_t ring_cost = nc ? (nc - r->cap) * sizeof(ncl_blob *) : 0;
+    uint64_t ring_cost = nc ? (nc - r->cap) * SLOT_BYTES : 0;
     if (st->used + need + ring_cost > st->capacity || (nc && recs_resize(st, r, nc) < 0)) {
         st->full++;
         return NCL_R_FULL;

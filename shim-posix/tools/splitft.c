@@ -358,9 +358,10 @@ static int cmd_bench(const ncl_config *cfg, const opts *o)
                o->size, s.npeers, o->concurrency, secs, (unsigned long long)s.commits,
                (unsigned long long)b.failures, rate, p50, p99, p999, per_frame);
     for (int i = 0; !o->csv && i < s.npeers; i++)
-        printf("  peer %s: %s, holds every record below seq %llu, %llu reconnects, %llu catch-ups\n",
-               s.peers[i].addr, s.peers[i].state, (unsigned long long)s.peers[i].acked,
-               (unsigned long long)s.peers[i].reconnects, (unsigned long long)s.peers[i].catch_ups);
+        printf(
+            "  peer %s: %s, holds every record below seq %llu, %llu reconnects, %llu catch-ups\n",
+            s.peers[i].addr, s.peers[i].state, (unsigned long long)s.peers[i].acked,
+            (unsigned long long)s.peers[i].reconnects, (unsigned long long)s.peers[i].catch_ups);
     if (b.failures)
         fprintf(stderr, "splitft bench: first failure: %s\n", b.first_error);
     if (!o->keep)
