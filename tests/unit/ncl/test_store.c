@@ -301,7 +301,7 @@ Test(store, ring_slots_count_against_capacity)
     ncl_store st;
     ncl_store_init(&st, 262144);
     for (int id = 0; id < 8; id++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "c%d", id);
         ncl_log *lg = ncl_store_log(&st, name, strlen(name), true);
         uint64_t next, seq = 0;
