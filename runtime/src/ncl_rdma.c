@@ -32,6 +32,7 @@
 
 #include "ncl_rdma_ring.h"
 #include "rt/ncl_transport.h"
+#include "rt/net.h"
 
 /* ==== 1. the stream over an ops table ================================================== */
 
@@ -694,22 +695,14 @@ static int ms_left(int64_t deadline)
     return left < 1 ? 1 : left > INT_MAX ? INT_MAX : (int)left;
 }
 
+/* The first address of host:port (rt_resolve), copied out. */
 static int resolve(const char *host, uint16_t port, bool passive, struct sockaddr_storage *out,
                    rt_err *err)
 {
-    struct addrinfo hints, *res;
-    char ps[8];
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = passive ? AI_PASSIVE : 0;
-    snprintf(ps, sizeof ps, "%u", port);
-    int rc = getaddrinfo(host && *host ? host : NULL, ps, &hints, &res);
-    if (rc != 0) {
-        rt_err_set(err, EHOSTUNREACH, "rdma: cannot resolve %s:%u: %s", host ? host : "*", port,
-                   gai_strerror(rc));
-        return -EHOSTUNREACH;
-    }
+    struct addrinfo *res;
+    int rc = rt_resolve(host, port, passive, &res, err);
+    if (rc < 0)
+        return rc;
     memset(out, 0, sizeof *out);
     memcpy(out, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);

@@ -14,7 +14,7 @@
 
 #include "rt/stats.h"
 
-static int resolve(const char *host, uint16_t port, int passive, struct addrinfo **res, rt_err *err)
+int rt_resolve(const char *host, uint16_t port, bool passive, struct addrinfo **res, rt_err *err)
 {
     struct addrinfo hints;
     char ps[8];
@@ -33,7 +33,7 @@ static int resolve(const char *host, uint16_t port, int passive, struct addrinfo
 int rt_tcp_listen(const char *host, uint16_t port, int backlog, rt_err *err)
 {
     struct addrinfo *res;
-    int rc = resolve(host, port, 1, &res, err);
+    int rc = rt_resolve(host, port, true, &res, err);
     if (rc < 0)
         return rc;
     rc = rt_err_set(err, EADDRNOTAVAIL, "no address for %s:%u", host ? host : "*", port);
@@ -128,7 +128,7 @@ static int connect_one(const struct addrinfo *a, uint64_t deadline, int *out_err
 int rt_tcp_connect(const char *host, uint16_t port, int timeout_ms, rt_err *err)
 {
     struct addrinfo *res;
-    int rc = resolve(host, port, 0, &res, err);
+    int rc = rt_resolve(host, port, false, &res, err);
     if (rc < 0)
         return rc;
     uint64_t deadline = rt_now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000ULL;

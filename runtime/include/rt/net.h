@@ -2,11 +2,18 @@
 #ifndef RT_NET_H
 #define RT_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "rt/err.h"
+
+struct addrinfo;
+
+/* getaddrinfo for a TCP host:port (host NULL or empty: any, with passive); the caller
+ * frees *res with freeaddrinfo. -EHOSTUNREACH (or the errno) with err naming the address. */
+int rt_resolve(const char *host, uint16_t port, bool passive, struct addrinfo **res, rt_err *err);
 
 /* Listen on host:port (port 0: any; see rt_tcp_local_port). SO_REUSEADDR, close-on-exec.
  * Returns the fd or a negative errno. */
