@@ -5,11 +5,18 @@
  * and connector threads, open/close, commit and trims, statistics.
  *
  * Threads. Committers append records under the session mutex, then push frames to every
- * peer directly from their own thread (no hop through another thread on the send path)
- * and sleep on a condition variable. The I/O thread polls the peers' streams, decodes the
- * replies and wakes committers when a majority holds their records. The connector thread
- * (re)connects peers that are down, so a peer that does not answer never delays the
- * others; a reconnected peer is caught up before its acknowledgements count.
+ * peer directly from their own thread (no hop through another thread on the send path).
+ * The first waiting committer then reads the replies itself (busy-polling briefly when it
+ * is alone, see wait_quorum); the others sleep on a condition variable and are woken when
+ * a majority holds their records. The I/O thread reads the replies when no committer does,
+ * sends what the window held back, starts catch-ups and drops silent peers. The connector
+ * thread (re)connects peers that are down, so a peer that does not answer never delays
+ * the others; a reconnected peer is caught up before its acknowledgements count.
+ *
+ * Epochs. Opening claims a new epoch on a majority (a peer accepts a claim only above its
+ * current epoch; the low bits of an epoch are random, so two incarnations starting at once
+ * do not pick the same one); reconnects rejoin with the session's epoch. A peer takes
+ * changes only from the newest connection of the newest epoch.
  *
  * Why catch-up goes through a shadow log on the peer. A reconnected peer missed records
  * and trims while it was away, so its log must be replaced by ours. Dropping its log first
