@@ -1257,6 +1257,9 @@ int ncl_trim_file(ncl_client *c, uint64_t dev, uint64_t ino, uint64_t below, rt_
         *r = (lrec){t, NCL_REC_HDR_SIZE};
         hits++;
     }
+    /* Leading tombstones carry nothing: the log starts after them (the peers do the same). */
+    while (c->start < c->next && rec_at(c, c->start)->enc[38] == NCL_REC_TOMBSTONE)
+        log_drop_front(c);
     int rc;
     if (hits)
         rc = run_op(c, (ctl_op){.type = NCL_TRIM_FILE, .a = below, .dev = dev, .ino = ino},
