@@ -1,5 +1,5 @@
 # shim-posix/module.mk: SplitFT's client side: the NCL client library (libncl.a), the
-# splitft command; the POSIX shim (libsplitft.so) lands here with the SplitFT 2 issue.
+# splitft command, and the POSIX shim libsplitft.so.
 NCL_SRCS := $(wildcard shim-posix/src/ncl_*.c) shim-posix/src/replay.c
 NCL_LIB  := $(BUILD)/lib/libncl.a
 $(NCL_LIB): $(NCL_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -11,7 +11,15 @@ $(BUILD)/bin/splitft: $(BUILD)/obj/shim-posix/tools/splitft.o $(NCL_LIB) $(RT_LI
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
-ALL_TARGETS += $(NCL_LIB) $(BUILD)/bin/splitft
-LINT_SRCS   += $(NCL_SRCS) shim-posix/tools/splitft.c
+# The shim: wrappers (interpose.c) over the logic (core.c) and the real calls (sys.c); only
+# the wrappers are exported (-fvisibility=hidden everywhere else).
+SHIM_SRCS := shim-posix/src/core.c shim-posix/src/sys.c shim-posix/src/interpose.c
+SHIM_LIB  := $(BUILD)/lib/libsplitft.so
+$(SHIM_LIB): $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o) $(NCL_LIB) $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(RT_LDLIBS)
+
+ALL_TARGETS += $(NCL_LIB) $(BUILD)/bin/splitft $(SHIM_LIB)
+LINT_SRCS   += $(NCL_SRCS) $(SHIM_SRCS) shim-posix/tools/splitft.c
 splitft_TEST_DEPS   := $(NCL_LIB) $(NCLS_LIB) $(RT_LIB)
 splitft_TEST_LDLIBS := $(RT_LDLIBS)
