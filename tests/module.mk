@@ -30,6 +30,8 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(NCL_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS) $(LDLIBS_EXTRA)
 ALL_TARGETS += $(TOOL_BINS)
 LINT_SRCS += $(TOOL_SRCS)
+$(BUILD)/tests/tools/sqlite-bench: LDLIBS_EXTRA := -lsqlite3
+include tests/fixtures/volatilefs/module.mk

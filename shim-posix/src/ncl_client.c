@@ -123,8 +123,11 @@ struct ncl_client {
     uint64_t ctl_next, ctl_done; /* ops are numbered 1..ctl_next; ctl_done reached a majority */
     uint64_t req;
     int wake_fd;
+    int reader_fd; /* wakes a committer that reads replies itself (see wait_quorum) */
     bool stop, fenced;
-    bool reader; /* a committer is reading the replies itself (wait_quorum) */
+    bool reader;    /* a committer is reading the replies itself (wait_quorum) */
+    int spin_score; /* how well busy-polling has paid lately (0..16) */
+    unsigned spin_probe;
     int waiters; /* committers sleeping on cv */
     uint64_t fenced_by;
     pthread_t io, conn;
@@ -254,6 +257,17 @@ static int queue_u64s(ncl_client *c, peer *p, uint8_t type, uint8_t flags, const
 
 /* ---- peers --------------------------------------------------------------------------- */
 
+/* Something a waiting committer looks at changed: wake the sleepers and the reader. */
+static void notify(ncl_client *c)
+{
+    pthread_cond_broadcast(&c->cv);
+    if (c->reader) {
+        uint64_t one = 1;
+        ssize_t w = write(c->reader_fd, &one, sizeof one);
+        (void)w;
+    }
+}
+
 static void peer_reset_io(peer *p)
 {
     for (size_t i = 0; i < p->out_n; i++)
@@ -283,7 +297,7 @@ static void peer_down(ncl_client *c, peer *p, const char *why)
     p->retry_at = now + p->backoff;
     p->backoff = p->backoff * 2 > RETRY_MAX_NS ? RETRY_MAX_NS : p->backoff * 2;
     pthread_cond_broadcast(&c->cv_conn);
-    pthread_cond_broadcast(&c->cv); /* commits re-check whether a majority is still possible */
+    notify(c); /* commits re-check whether a majority is still possible */
 }
 
 /* A freshly connected peer: introduce ourselves, then rebuild its log from ours in a
@@ -433,7 +447,7 @@ static void quorum_update(ncl_client *c)
         changed = true;
     }
     if (changed)
-        pthread_cond_broadcast(&c->cv);
+        notify(c);
     /* Control ops every connected peer has been sent are history. */
     uint64_t low = c->ctl_next;
     for (int i = 0; i < c->npeers; i++)
@@ -464,7 +478,7 @@ static void on_fenced(ncl_client *c, peer *p, uint64_t epoch)
     c->fenced = true;
     c->fenced_by = epoch;
     peer_down(c, p, "fenced by a newer incarnation");
-    pthread_cond_broadcast(&c->cv);
+    notify(c);
 }
 
 static void on_reply(ncl_client *c, peer *p, const ncl_hdr *h, const unsigned char *pay)
@@ -543,7 +557,7 @@ static void on_reply(ncl_client *c, peer *p, const ncl_hdr *h, const unsigned ch
                 p->used = d;
                 p->capacity = b;
             }
-            pthread_cond_broadcast(&c->cv);
+            notify(c);
         }
         p->gen++;
         p->sync_done_queued = false; /* one queued after the failed APPEND will get GAP */
@@ -625,16 +639,15 @@ static void check_stalls(ncl_client *c)
 }
 
 /* One round of polling (mu held, released while waiting): wait up to wait_ns for the
- * peers' streams (when peers_too) and for the wake fd (when with_wake), busy-polling for
+ * peers' streams (when peers_too) and for the eventfd `wake` (unless -1), busy-polling for
  * the first spin_ns of it, then read and flush what is ready. */
-static void poll_round(ncl_client *c, bool peers_too, bool with_wake, uint64_t wait_ns,
-                       uint64_t spin_ns)
+static void poll_round(ncl_client *c, bool peers_too, int wake, uint64_t wait_ns, uint64_t spin_ns)
 {
     struct pollfd pf[RT_HOSTS_MAX + 1];
     int map[RT_HOSTS_MAX + 1];
     int n = 0;
-    if (with_wake) {
-        pf[n] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
+    if (wake >= 0) {
+        pf[n] = (struct pollfd){.fd = wake, .events = POLLIN};
         map[n++] = -1;
     }
     for (int i = 0; peers_too && i < c->npeers; i++) {
@@ -662,7 +675,7 @@ static void poll_round(ncl_client *c, bool peers_too, bool with_wake, uint64_t w
             continue;
         if (map[k] < 0) {
             uint64_t v;
-            ssize_t r = read(c->wake_fd, &v, sizeof v);
+            ssize_t r = read(wake, &v, sizeof v);
             (void)r;
             continue;
         }
@@ -705,7 +718,7 @@ static void *io_main(void *arg)
         }
         /* While a committer reads the replies itself (see wait_quorum), stay off the
          * streams: only the wake fd and the timers. */
-        poll_round(c, !c->reader, true, wait_ns, 0);
+        poll_round(c, !c->reader, c->wake_fd, wait_ns, 0);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -971,6 +984,8 @@ ncl_client *ncl_open(const ncl_config *cfg, unsigned flags, rt_err *err)
     pthread_cond_init(&c->cv_conn, &ca);
     pthread_condattr_destroy(&ca);
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    c->reader_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    c->spin_score = 16;
     for (int i = 0; i < n; i++) {
         peer *p = &c->peers[i];
         p->addr = cfg->peers.v[i];
@@ -983,7 +998,7 @@ ncl_client *ncl_open(const ncl_config *cfg, unsigned flags, rt_err *err)
             snprintf(p->last_error, sizeof p->last_error, "%.150s", pr[i].err);
         }
     }
-    if (c->wake_fd < 0 || pthread_create(&c->io, NULL, io_main, c) != 0) {
+    if (c->wake_fd < 0 || c->reader_fd < 0 || pthread_create(&c->io, NULL, io_main, c) != 0) {
         rt_err_sys(err, "cannot start the NCL I/O thread");
         ncl_close(c);
         return NULL;
@@ -1028,6 +1043,8 @@ void ncl_close(ncl_client *c)
     free(c->ops);
     if (c->wake_fd >= 0)
         close(c->wake_fd);
+    if (c->reader_fd >= 0)
+        close(c->reader_fd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     pthread_cond_destroy(&c->cv_conn);
@@ -1094,18 +1111,27 @@ static int wait_quorum(ncl_client *c, bool (*done)(ncl_client *, uint64_t), uint
          * the reader is done the next one takes over or, if none, the I/O thread. */
         if (done == commit_done && !c->reader && rt_now_ns() < deadline) {
             c->reader = true;
-            uint64_t spin_until = rt_now_ns() + c->cfg.spin_ns;
+            wake_io(c); /* off the streams now: the reader takes them */
+            /* Spin only while nobody else waits here, and only while spinning pays: when the
+             * replies keep coming after the spin ran out (the CPU is busy elsewhere, e.g.
+             * with the application's own threads), the score drops and spinning stops, but
+             * for a probe now and then. */
+            bool try_spin = c->waiters == 0 && (c->spin_score > 0 || ++c->spin_probe % 32 == 0);
+            uint64_t t0 = rt_now_ns(), spin_until = try_spin ? t0 + c->cfg.spin_ns : t0;
             while (!done(c, target) && !c->fenced && !c->stop &&
                    full_peers(c) <= c->npeers - c->majority) {
                 uint64_t now = rt_now_ns();
                 if (now >= deadline)
                     break;
                 pump(c);
-                /* Spin only while nobody else waits: with a crowd of committers the CPU
-                 * is better left to the peers, and group commit hides the wake-ups. */
                 uint64_t spin = c->waiters == 0 && now < spin_until ? spin_until - now : 0;
                 uint64_t wait = deadline - now < 5 * RT_MS ? deadline - now : 5 * RT_MS;
-                poll_round(c, true, false, wait, spin);
+                poll_round(c, true, c->reader_fd, wait, spin);
+            }
+            if (try_spin && c->cfg.spin_ns > 0) {
+                bool paid = done(c, target) && rt_now_ns() <= spin_until;
+                c->spin_score = paid ? (c->spin_score < 16 ? c->spin_score + 1 : 16)
+                                     : (c->spin_score > 4 ? c->spin_score - 4 : 0);
             }
             c->reader = false;
             wake_io(c);
