@@ -129,7 +129,8 @@ int main(int argc, char **argv)
         srand(42);
         for (int k = 0; k < n; k++) {
             memset(page, 'A' + k % 26, sizeof page);
-            if (pwrite(fd, page, sizeof page, (off_t)(rand() % 16) * 4096) != (ssize_t)sizeof page ||
+            if (pwrite(fd, page, sizeof page, (off_t)(rand() % 16) * 4096) !=
+                    (ssize_t)sizeof page ||
                 fdatasync(fd) != 0)
                 die("pwrite");
         }

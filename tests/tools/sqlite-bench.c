@@ -30,8 +30,10 @@ int main(int argc, char **argv)
     sqlite3 *db;
     check(sqlite3_open(argv[1], &db), db, "open");
     char sql[256];
-    snprintf(sql, sizeof sql, "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; CREATE TABLE IF NOT "
-             "EXISTS t(k INTEGER PRIMARY KEY, v TEXT);", argv[2], argv[3]);
+    snprintf(sql, sizeof sql,
+             "PRAGMA journal_mode=%s; PRAGMA synchronous=%s; CREATE TABLE IF NOT "
+             "EXISTS t(k INTEGER PRIMARY KEY, v TEXT);",
+             argv[2], argv[3]);
     check(sqlite3_exec(db, sql, NULL, NULL, NULL), db, "setup");
     sqlite3_stmt *ins;
     check(sqlite3_prepare_v2(db, "INSERT INTO t(v) VALUES(?)", -1, &ins, NULL), db, "prepare");
@@ -51,7 +53,8 @@ int main(int argc, char **argv)
     double secs = (double)(rt_now_ns() - t0) / 1e9;
     sqlite3_finalize(ins);
     sqlite3_close(db);
-    double p50 = (double)rt_hist_quantile(h, 0.5) / 1e3, p99 = (double)rt_hist_quantile(h, 0.99) / 1e3;
+    double p50 = (double)rt_hist_quantile(h, 0.5) / 1e3,
+           p99 = (double)rt_hist_quantile(h, 0.99) / 1e3;
     if (csv)
         printf("%.0f,%.1f,%.1f\n", (double)n / secs, p50, p99);
     else
