@@ -321,8 +321,8 @@ static void stage(sf_inode *i, uint64_t off, const struct iovec *iov, int iovcnt
         i->bulk = true;
         return;
     }
-    sf_ext *e = i->next_n ? &i->ext[i->next_n - 1] : NULL;
-    if (!e || e->off + e->len != off) { /* not contiguous with the last write: a new extent */
+    bool contiguous = i->next_n > 0 && i->ext[i->next_n - 1].off + i->ext[i->next_n - 1].len == off;
+    if (!contiguous) { /* a new extent */
         if (i->next_n == i->ext_cap) {
             size_t nc = i->ext_cap ? i->ext_cap * 2 : 8;
             sf_ext *x = realloc(i->ext, nc * sizeof *x);
@@ -331,9 +331,9 @@ static void stage(sf_inode *i, uint64_t off, const struct iovec *iov, int iovcnt
             i->ext = x;
             i->ext_cap = nc;
         }
-        e = &i->ext[i->next_n++];
-        *e = (sf_ext){.off = off};
+        i->ext[i->next_n++] = (sf_ext){.off = off};
     }
+    sf_ext *e = &i->ext[i->next_n - 1];
     if (e->len + n > e->cap) {
         uint32_t nc = e->cap ? e->cap : 256;
         while (nc < e->len + n)
@@ -973,7 +973,7 @@ void sf_init(void)
     int n = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY
                 ? (int)(rl.rlim_max < FDS_MAX ? rl.rlim_max : FDS_MAX)
                 : FDS_MAX;
-    G.fds = calloc((size_t)n, sizeof *G.fds);
+    G.fds = calloc((size_t)n, sizeof(void *)); /* an array of sf_file pointers */
     if (!G.fds)
         return;
     G.nfds = n;

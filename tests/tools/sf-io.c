@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *s = argv[1], *path = argv[2];
-    int n = argc > 3 ? atoi(argv[3]) : 1;
+    int n = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 1;
     if (strcmp(s, "small") == 0) {
         int fd = open_append(path, 0);
         for (int k = 0; k < n; k++) {
@@ -73,8 +73,8 @@ int main(int argc, char **argv)
         close(fd);
     } else if (strcmp(s, "bulk") == 0) {
         int fd = open_append(path, 0);
-        char *b = calloc(1, 100 * 1024);
-        if (write(fd, b, 100 * 1024) != 100 * 1024)
+        char *b = calloc(1, 102400);
+        if (write(fd, b, 102400) != 102400)
             die("write");
         sync_or_die(fd);
         free(b);
