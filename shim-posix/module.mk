@@ -21,5 +21,6 @@ $(SHIM_LIB): $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o) $(NCL_LIB) $(RT_LIB)
 
 ALL_TARGETS += $(NCL_LIB) $(BUILD)/bin/splitft $(SHIM_LIB)
 LINT_SRCS   += $(NCL_SRCS) $(SHIM_SRCS) shim-posix/tools/splitft.c
-splitft_TEST_DEPS   := $(NCL_LIB) $(NCLS_LIB) $(RT_LIB)
+splitft_TEST_DEPS   := $(BUILD)/obj/shim-posix/src/core.o $(BUILD)/obj/shim-posix/src/sys.o \
+                       $(NCL_LIB) $(NCLS_LIB) $(RT_LIB)
 splitft_TEST_LDLIBS := $(RT_LDLIBS)
