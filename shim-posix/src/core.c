@@ -430,7 +430,7 @@ static int trim_inode(sf_inode *i)
             i->ncl_dirty = false;
             return 0;
         }
-        if (rt_now_ns() >= deadline || e.code == ESTALE) {
+        if (rt_now_ns() >= deadline || e.code == ESTALE || e.code == ESHUTDOWN) {
             STAT_ADD(trim_failures, 1);
             rt_log(&G.lg, RT_LOG_ERROR,
                    "%s: durable, but its older log records could not be "
@@ -438,6 +438,7 @@ static int trim_inode(sf_inode *i)
                    i->path, e.msg);
             return -1;
         }
+        usleep(10000); /* a failure that came fast (peers full, say): do not spin */
     }
 }
 
