@@ -1,0 +1,120 @@
+/* minuet.h: Minuet, 3-D sparse convolution with sort-based kernel maps (C API).
+ *
+ * Coordinates are int32 (batch, x, y, z) rows; features float32 [N, C] row-major; weights
+ * float32 [K^3, C_in, C_out]. Offset index k = (i*K + j)*K + l for the offset
+ * delta = (o_i, o_j, o_l) * t_in * dilation, with o in [-(K/2), K/2] for odd K and
+ * {0, ..., K-1} for even K (MinkowskiEngine's convention). The kernel map of offset k holds
+ * the pairs (input i, output o) with coord(o) + delta_k = coord(i).
+ *
+ * Sections: errors, coordinates, kernel maps, convolution, files.
+ */
+#ifndef MINUET_H
+#define MINUET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+typedef enum mn_status {
+    MN_OK = 0,
+    MN_EINVAL, /* bad argument: sizes, kernel, stride, shapes that do not match */
+    MN_EDUP,   /* duplicate coordinates */
+    MN_ERANGE, /* coordinates outside what the packed key can hold */
+    MN_ENAN,   /* NaN or infinite feature */
+    MN_EEMPTY, /* empty input where it makes no sense */
+    MN_ENOMEM,
+    MN_EIO,     /* cannot read or write a file */
+    MN_EFORMAT, /* malformed or truncated file */
+} mn_status;
+
+/* The message of the last error in this thread (names the cause: "duplicate coordinate
+ * (0, 4, 5, 6) at rows 17 and 90"). */
+const char *mn_last_error(void);
+const char *mn_status_name(mn_status s);
+
+/* ---- coordinates ----------------------------------------------------------------------- */
+
+typedef struct mn_coords {
+    int32_t *c; /* n rows of (batch, x, y, z) */
+    size_t n;
+} mn_coords;
+
+/* Sort rows by (batch, x, y, z) with a radix sort on a packed key (the layout derived from
+ * the coordinate ranges; a comparison sort when they do not fit 64 bits). perm[i] = original
+ * row of sorted row i (may be NULL). Duplicates are refused (MN_EDUP). */
+mn_status mn_sort(mn_coords *co, uint32_t *perm);
+
+/* Output coordinates of a strided convolution: unique(floor(p / (t_in*s)) * t_in*s), sorted.
+ * out->c is malloc'd. */
+mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *out);
+
+/* ---- kernel maps ------------------------------------------------------------------------ */
+
+typedef enum mn_method { MN_SORT = 0, MN_HASH = 1 } mn_method;
+
+typedef struct mn_kmap {
+    int K, nk;           /* kernel size and K^3 offsets */
+    size_t *count;       /* pairs per offset [nk] */
+    int32_t **in, **out; /* per offset: input and output row of each pair, by output row */
+    size_t total;        /* all pairs */
+} mn_kmap;
+
+/* Pairs for every offset between sorted inputs and sorted outputs (both mn_sort'ed):
+ * offsets of t_in*dilation spacing (the inputs' tensor stride times the dilation). K odd
+ * or even, 1..15. threads <= 0: all cores. */
+mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_in, int dilation,
+                        mn_method method, int threads, mn_kmap *map);
+void mn_kmap_free(mn_kmap *map);
+
+/* ---- convolution ------------------------------------------------------------------------ */
+
+typedef struct mn_conv_opts {
+    double group_threshold; /* padding overhead allowed when grouping GEMMs (default 0.25) */
+    int threads;            /* <= 0: all cores */
+    bool transposed;        /* use the map the other way: outputs gather, inputs receive */
+} mn_conv_opts;
+
+/* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be
+ * NULL). in: [n_in, c_in], W: [nk, c_in, c_out], out: [n_out, c_out]. With transposed, the
+ * pairs are used as (o, i). Gather, grouped GEMM (OpenBLAS), scatter; deterministic for any
+ * thread count. */
+mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
+                  const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o);
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+/* A .npy array: int32 or float32, C order, 1-D or 2-D. data malloc'd. */
+typedef struct mn_array {
+    char dtype;        /* 'i' int32, 'f' float32 */
+    size_t rows, cols; /* a 1-D array has cols 1 */
+    void *data;
+} mn_array;
+
+mn_status mn_npy_read(const char *path, mn_array *a);
+mn_status mn_npy_write(const char *path, const mn_array *a);
+/* Parse a whole .npy image from memory (for fuzzing; data copied). */
+mn_status mn_npy_parse(const void *buf, size_t len, mn_array *a);
+
+/* A point cloud: n points of x, y, z (float64). */
+typedef struct mn_cloud {
+    double *xyz;
+    size_t n;
+} mn_cloud;
+
+/* PLY (ascii, binary_little_endian; vertex x, y, z; other properties and elements skipped)
+ * and XYZ text (one "x y z [anything]" per line, # comments). By the file's extension. */
+mn_status mn_cloud_read(const char *path, mn_cloud *cl);
+mn_status mn_ply_parse(const void *buf, size_t len, mn_cloud *cl);
+mn_status mn_xyz_parse(const void *buf, size_t len, mn_cloud *cl);
+void mn_cloud_free(mn_cloud *cl);
+
+/* A synthetic LiDAR-like scene of n points (ground rings, box objects, clutter; about
+ * 100 m across), the same for the same seed. */
+mn_status mn_scene(size_t n, uint64_t seed, mn_cloud *cl);
+
+/* Voxelize: coordinates floor(p / voxel), duplicates merged, batch `batch`, sorted. */
+mn_status mn_voxelize(const mn_cloud *cl, double voxel, int batch, mn_coords *out);
+
+#endif

@@ -1,0 +1,196 @@
+/* conv.c: sparse convolution forward: gather, grouped GEMM (OpenBLAS), scatter.
+ *
+ * Padding-efficient grouping (Minuet's third idea): offsets are taken in order of their
+ * pair counts; a greedy pass puts neighbours in one group while the padding overhead
+ * (max * g - sum) / sum stays under the threshold. A group is gathered into one zero-padded
+ * buffer [g, max, c_in] and multiplied offset by offset against W[k] with the same padded
+ * M, so one buffer and one GEMM shape serve the whole group; the padding rows are never
+ * scattered. On the GPU the group is one strided-batched GEMM; OpenBLAS has no batched
+ * call, so here grouping mainly saves gather/scatter passes and allocations.
+ *
+ * Determinism: groups run in a fixed order and each output row is updated by one thread per
+ * offset (an output row appears at most once per offset), so every output element sums its
+ * terms in the same order whatever the thread count; OpenBLAS splits M and N, never the
+ * K dimension, so its results do not depend on its thread count either.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "keys.h"
+
+typedef struct group {
+    int first, n; /* positions in the sorted offset order */
+    size_t max;   /* the padded row count */
+} group;
+
+/* Offsets sorted by pair count (stable by index), then grouped greedily. Returns groups. */
+static int make_groups(const mn_kmap *m, double thr, int *order, group *g)
+{
+    for (int k = 0; k < m->nk; k++)
+        order[k] = k;
+    for (int a = 1; a < m->nk; a++) /* insertion sort: nk <= 3375, counts mostly distinct */
+        for (int b = a; b > 0 && m->count[order[b]] < m->count[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    int ng = 0, k = 0;
+    while (k < m->nk && m->count[order[k]] == 0)
+        k++; /* empty offsets do nothing */
+    while (k < m->nk) {
+        group cur = {k, 1, m->count[order[k]]};
+        double sum = (double)cur.max;
+        while (k + cur.n < m->nk) {
+            size_t next = m->count[order[k + cur.n]]; /* ascending: the new max */
+            double pad = ((double)next * (cur.n + 1) - (sum + (double)next)) / (sum + (double)next);
+            if (pad > thr)
+                break;
+            sum += (double)next;
+            cur.max = next;
+            cur.n++;
+        }
+        g[ng++] = cur;
+        k += cur.n;
+    }
+    return ng;
+}
+
+typedef struct part {
+    const int32_t *rows; /* rows to gather from or scatter to */
+    size_t lo, hi;       /* the pair range of this thread */
+    const float *src;
+    float *dst;
+    int c;
+    bool scatter;
+} part;
+
+static void *copy_rows(void *arg)
+{
+    part *p = arg;
+    for (size_t r = p->lo; r < p->hi; r++) {
+        if (!p->scatter) {
+            memcpy(p->dst + r * (size_t)p->c, p->src + (size_t)p->rows[r] * p->c,
+                   (size_t)p->c * sizeof(float));
+        } else {
+            float *o = p->dst + (size_t)p->rows[r] * p->c;
+            const float *s = p->src + r * (size_t)p->c;
+            for (int j = 0; j < p->c; j++)
+                o[j] += s[j];
+        }
+    }
+    return NULL;
+}
+
+/* Gather (scatter=false: dst[r] = src[rows[r]]) or scatter-add (dst[rows[r]] += src[r]) over
+ * n rows, split across threads by row ranges. */
+static void move_rows(const int32_t *rows, size_t n, const float *src, float *dst, int c,
+                      bool scatter, int threads)
+{
+    if (threads <= 1 || n < 4096) {
+        part p = {rows, 0, n, src, dst, c, scatter};
+        copy_rows(&p);
+        return;
+    }
+    pthread_t t[64];
+    part p[64] = {{0}};
+    int nt = threads < 64 ? threads : 64;
+    for (int i = 0; i < nt; i++) {
+        p[i] = (part){
+            rows,   n * (size_t)i / (size_t)nt, n * (size_t)(i + 1) / (size_t)nt, src, dst, c,
+            scatter};
+        if (i > 0)
+            pthread_create(&t[i], NULL, copy_rows, &p[i]);
+    }
+    copy_rows(&p[0]);
+    for (int i = 1; i < nt; i++)
+        pthread_join(t[i], NULL);
+}
+
+mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
+                  const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o)
+{
+    mn_conv_opts def = {.group_threshold = 0.25};
+    if (!o)
+        o = &def;
+    if (c_in < 1 || c_out < 1 || !map || map->nk < 1)
+        return mn_fail(MN_EINVAL, "channels %d -> %d: both must be at least 1", c_in, c_out);
+    if (o->group_threshold < 0 || !isfinite(o->group_threshold))
+        return mn_fail(MN_EINVAL, "group threshold %g: accepted a finite value >= 0",
+                       o->group_threshold);
+    /* The pairs must point inside the arrays given (a map of other coordinates, say). */
+    for (int k = 0; k < map->nk; k++)
+        for (size_t p = 0; p < map->count[k]; p++) {
+            size_t gi = (size_t)(o->transposed ? map->out[k][p] : map->in[k][p]);
+            size_t so = (size_t)(o->transposed ? map->in[k][p] : map->out[k][p]);
+            if (gi >= n_in || so >= n_out)
+                return mn_fail(MN_EINVAL,
+                               "the kernel map refers to row %zu of %zu inputs / %zu of "
+                               "%zu outputs: the shapes do not match",
+                               gi, n_in, so, n_out);
+        }
+    for (size_t i = 0; i < n_in * (size_t)c_in; i++)
+        if (!isfinite(in[i]))
+            return mn_fail(MN_ENAN, "feature [%zu, %zu] is %g", i / (size_t)c_in, i % (size_t)c_in,
+                           (double)in[i]);
+    for (size_t r = 0; r < n_out; r++)
+        for (int j = 0; j < c_out; j++)
+            out[r * (size_t)c_out + j] = bias ? bias[j] : 0.0f;
+    int threads = mn_threads(o->threads);
+    openblas_set_num_threads(threads);
+    int *order = malloc((size_t)map->nk * sizeof *order);
+    group *g = malloc((size_t)map->nk * sizeof *g);
+    if (!order || !g) {
+        free(order);
+        free(g);
+        return mn_fail(MN_ENOMEM, "out of memory");
+    }
+    int ng = make_groups(map, o->group_threshold, order, g);
+    size_t biggest = 0;
+    for (int i = 0; i < ng; i++)
+        biggest = g[i].max * (size_t)g[i].n > biggest ? g[i].max * (size_t)g[i].n : biggest;
+    float *A = calloc(biggest ? biggest * (size_t)c_in : 1, sizeof *A);
+    float *C = malloc((biggest ? biggest : 1) * (size_t)c_out * sizeof *C);
+    if (!A || !C) {
+        free(A);
+        free(C);
+        free(order);
+        free(g);
+        return mn_fail(MN_ENOMEM, "out of memory for %zu gathered rows", biggest);
+    }
+    for (int gi = 0; gi < ng; gi++) {
+        size_t M = g[gi].max;
+        /* Gather every offset of the group into its padded slice (zeros below count). */
+        for (int x = 0; x < g[gi].n; x++) {
+            int k = order[g[gi].first + x];
+            float *slice = A + (size_t)x * M * (size_t)c_in;
+            const int32_t *rows = o->transposed ? map->out[k] : map->in[k];
+            move_rows(rows, map->count[k], in, slice, c_in, false, threads);
+            memset(slice + map->count[k] * (size_t)c_in, 0,
+                   (M - map->count[k]) * (size_t)c_in * sizeof *slice);
+        }
+        for (int x = 0; x < g[gi].n; x++) {
+            int k = order[g[gi].first + x];
+            float *slice = A + (size_t)x * M * (size_t)c_in;
+            float *res = C + (size_t)x * M * (size_t)c_out;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, c_out, c_in, 1.0f, slice,
+                        c_in, W + (size_t)k * (size_t)c_in * (size_t)c_out, c_out, 0.0f, res,
+                        c_out);
+        }
+        /* Scatter in offset order within the group: a fixed order for every output. */
+        for (int x = 0; x < g[gi].n; x++) {
+            int k = order[g[gi].first + x];
+            const int32_t *rows = o->transposed ? map->in[k] : map->out[k];
+            move_rows(rows, map->count[k], C + (size_t)x * M * (size_t)c_out, out, c_out, true,
+                      threads);
+        }
+    }
+    free(A);
+    free(C);
+    free(order);
+    free(g);
+    return MN_OK;
+}

@@ -1,0 +1,274 @@
+/* test_conv.c: Minuet's kernel maps and convolution against a brute-force oracle (set lookup
+ * per output and offset, double accumulation): submanifold K = 3 and 5, strided s = 2 with
+ * K = 2 and 3, dilation 2, transposed, a batch of 3 clouds, channels 1 to 96; sort and hash
+ * maps identical; every grouping threshold and thread count bit-identical; bad input. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minuet.h"
+
+/* ---- fixtures ------------------------------------------------------------------------------ */
+
+static uint64_t rng = 88172645463325252ULL;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+
+/* n unique random coordinates in [lo, lo+span)^3 on a grid of `grid`, batches 0..nb-1. */
+static mn_coords cloud(size_t n, int span, int lo, int grid, int nb)
+{
+    mn_coords c = {malloc(n * 4 * sizeof(int32_t)), 0};
+    while (c.n < n) {
+        int32_t r[4] = {(int32_t)(rnd() % (uint32_t)nb),
+                        lo + (int32_t)(rnd() % (uint32_t)span) * grid,
+                        lo + (int32_t)(rnd() % (uint32_t)span) * grid,
+                        lo + (int32_t)(rnd() % (uint32_t)span) * grid};
+        bool dup = false;
+        for (size_t i = 0; i < c.n && !dup; i++)
+            dup = memcmp(c.c + 4 * i, r, sizeof r) == 0;
+        if (!dup)
+            memcpy(c.c + 4 * c.n++, r, sizeof r);
+    }
+    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
+    return c;
+}
+
+static float *randf(size_t n)
+{
+    float *f = malloc(n * sizeof *f);
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
+    return f;
+}
+
+static long find(const mn_coords *c, const int32_t *q)
+{
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int cmp = memcmp(c->c + 4 * mid, q, 0); /* lexicographic on ints below */
+        (void)cmp;
+        const int32_t *r = c->c + 4 * mid;
+        int d = 0;
+        for (int f = 0; f < 4 && !d; f++)
+            d = r[f] < q[f] ? -1 : r[f] > q[f];
+        if (d == 0)
+            return (long)mid;
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return -1;
+}
+
+/* The oracle: out[q] = sum over offsets of in[q + delta] W[k]; in double. */
+static double *oracle(const mn_coords *in, const float *f, int ci, const mn_coords *out,
+                      const float *W, int co, int K, int step)
+{
+    double *res = calloc(out->n * (size_t)co, sizeof *res);
+    int lo = K % 2 ? -(K / 2) : 0, k = 0;
+    for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++)
+            for (int l = 0; l < K; l++, k++)
+                for (size_t o = 0; o < out->n; o++) {
+                    const int32_t *q = out->c + 4 * o;
+                    int32_t p[4] = {q[0], q[1] + (lo + i) * step, q[2] + (lo + j) * step,
+                                    q[3] + (lo + l) * step};
+                    long r = find(in, p);
+                    if (r < 0)
+                        continue;
+                    for (int b = 0; b < co; b++) {
+                        double s = 0;
+                        for (int a = 0; a < ci; a++)
+                            s += (double)f[r * ci + a] * (double)W[((size_t)k * ci + a) * co + b];
+                        res[o * co + b] += s;
+                    }
+                }
+    return res;
+}
+
+static void close_to(const float *got, const double *want, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert(fabs(got[i] - want[i]) <= 1e-4 * (1 + fabs(want[i])), "%s: [%zu] %g vs %g", what,
+                  i, (double)got[i], want[i]);
+}
+
+/* Build the map both ways, check they match, run the convolution, check against the oracle. */
+static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, int dil, int ci,
+                  int co, const char *what)
+{
+    mn_kmap ms, mh;
+    cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, MN_SORT, 2, &ms), MN_OK, "%s",
+                 mn_last_error());
+    cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, MN_HASH, 1, &mh), MN_OK, "%s",
+                 mn_last_error());
+    cr_assert_eq(ms.total, mh.total, "%s", what);
+    for (int k = 0; k < ms.nk; k++) {
+        cr_assert_eq(ms.count[k], mh.count[k], "%s offset %d", what, k);
+        cr_assert_eq(memcmp(ms.in[k], mh.in[k], ms.count[k] * 4), 0, "%s offset %d", what, k);
+        cr_assert_eq(memcmp(ms.out[k], mh.out[k], ms.count[k] * 4), 0, "%s offset %d", what, k);
+    }
+    float *f = randf(in->n * (size_t)ci), *W = randf((size_t)ms.nk * ci * co);
+    float *y = malloc(out->n * (size_t)co * sizeof *y),
+          *y2 = malloc(out->n * (size_t)co * sizeof *y2);
+    mn_conv_opts o = {.group_threshold = 0.25, .threads = 2};
+    cr_assert_eq(mn_conv(&ms, f, in->n, ci, W, NULL, co, y, out->n, &o), MN_OK, "%s",
+                 mn_last_error());
+    double *want = oracle(in, f, ci, out, W, co, K, t_in * dil);
+    close_to(y, want, out->n * (size_t)co, what);
+    /* Every grouping threshold and thread count: the same bits. */
+    double thr[] = {0, 0.1, 1, 1000};
+    for (int t = 0; t < 4; t++)
+        for (int th = 1; th <= 2; th++) {
+            mn_conv_opts o2 = {.group_threshold = thr[t], .threads = th};
+            cr_assert_eq(mn_conv(&ms, f, in->n, ci, W, NULL, co, y2, out->n, &o2), MN_OK);
+            cr_assert_eq(memcmp(y, y2, out->n * (size_t)co * sizeof *y), 0,
+                         "%s: threshold %g, %d threads", what, thr[t], th);
+        }
+    free(f);
+    free(W);
+    free(y);
+    free(y2);
+    free(want);
+    mn_kmap_free(&ms);
+    mn_kmap_free(&mh);
+}
+
+Test(conv, submanifold_k3_k5_many_channels)
+{
+    mn_coords c = cloud(400, 12, -6, 1, 1);
+    int chans[][2] = {{1, 1}, {3, 16}, {16, 3}, {64, 96}};
+    for (int i = 0; i < 4; i++)
+        check(&c, &c, 3, 1, 1, chans[i][0], chans[i][1], "submanifold K=3");
+    check(&c, &c, 5, 1, 1, 3, 4, "submanifold K=5");
+    free(c.c);
+}
+
+Test(conv, strided_k2_k3_and_dilation)
+{
+    mn_coords c = cloud(500, 16, -8, 1, 1), q;
+    cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK);
+    cr_assert_lt(q.n, c.n);
+    for (size_t i = 0; i < q.n; i++)
+        for (int d = 1; d < 4; d++)
+            cr_assert_eq(((q.c[4 * i + d] % 2) + 2) % 2, 0);
+    check(&c, &q, 2, 1, 1, 4, 5, "strided K=2");
+    check(&c, &q, 3, 1, 1, 4, 5, "strided K=3");
+    check(&c, &c, 3, 1, 2, 3, 3, "dilation 2");
+    /* The next level: tensor stride 2 on the downsampled coordinates. */
+    mn_coords q2;
+    cr_assert_eq(mn_downsample(&q, 2, 2, &q2), MN_OK);
+    check(&q, &q2, 3, 2, 1, 2, 2, "strided at tensor stride 2");
+    free(c.c);
+    free(q.c);
+    free(q2.c);
+}
+
+Test(conv, transposed_reuses_the_map)
+{
+    mn_coords c = cloud(300, 10, 0, 1, 1), q;
+    cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK);
+    mn_kmap m;
+    cr_assert_eq(mn_kmap_build(&c, &q, 2, 1, 1, MN_SORT, 1, &m), MN_OK);
+    /* Transposed: coarse features in, fine features out: fine[i] += coarse[o] W[k]. */
+    int ci = 3, co = 2;
+    float *f = randf(q.n * (size_t)ci), *W = randf((size_t)m.nk * ci * co);
+    float *y = malloc(c.n * (size_t)co * sizeof *y);
+    mn_conv_opts o = {.group_threshold = 0.25, .transposed = true};
+    cr_assert_eq(mn_conv(&m, f, q.n, ci, W, NULL, co, y, c.n, &o), MN_OK, "%s", mn_last_error());
+    double *want = calloc(c.n * (size_t)co, sizeof *want);
+    for (int k = 0; k < m.nk; k++)
+        for (size_t p = 0; p < m.count[k]; p++)
+            for (int b = 0; b < co; b++)
+                for (int a = 0; a < ci; a++)
+                    want[(size_t)m.in[k][p] * co + b] +=
+                        (double)f[(size_t)m.out[k][p] * ci + a] * W[((size_t)k * ci + a) * co + b];
+    close_to(y, want, c.n * (size_t)co, "transposed");
+    free(f);
+    free(W);
+    free(y);
+    free(want);
+    mn_kmap_free(&m);
+    free(c.c);
+    free(q.c);
+}
+
+Test(conv, batches_never_mix)
+{
+    /* Three clouds with the same spatial coordinates in batches 0, 1, 2. */
+    mn_coords one = cloud(150, 8, 0, 1, 1);
+    mn_coords three = {malloc(one.n * 12 * sizeof(int32_t)), one.n * 3};
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < one.n; i++) {
+            memcpy(three.c + 4 * ((size_t)b * one.n + i), one.c + 4 * i, 16);
+            three.c[4 * ((size_t)b * one.n + i)] = b;
+        }
+    cr_assert_eq(mn_sort(&three, NULL), MN_OK);
+    mn_kmap a, b3;
+    cr_assert_eq(mn_kmap_build(&one, &one, 3, 1, 1, MN_SORT, 1, &a), MN_OK);
+    cr_assert_eq(mn_kmap_build(&three, &three, 3, 1, 1, MN_SORT, 1, &b3), MN_OK);
+    cr_assert_eq(b3.total, 3 * a.total, "offsets crossed batches");
+    check(&three, &three, 3, 1, 1, 2, 3, "batch of 3");
+    mn_kmap_free(&a);
+    mn_kmap_free(&b3);
+    free(one.c);
+    free(three.c);
+}
+
+Test(conv, large_coordinates_use_wide_keys)
+{
+    /* Far apart coordinates need more than 64 bits of key: the 128-bit path. */
+    mn_coords c = {malloc(24 * sizeof(int32_t)), 6};
+    int32_t rows[6][4] = {{0, -2000000000, 5, 5}, {0, -2000000000, 5, 6}, {0, 2000000000, 1, 1},
+                          {70000, 0, 0, 0},       {70000, 0, 0, 1},       {70000, 1, 1, 1}};
+    memcpy(c.c, rows, sizeof rows);
+    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
+    check(&c, &c, 3, 1, 1, 2, 2, "wide keys");
+    free(c.c);
+}
+
+Test(conv, bad_input)
+{
+    mn_coords d = {malloc(12 * sizeof(int32_t)), 3};
+    int32_t rows[3][4] = {{0, 1, 2, 3}, {0, 4, 5, 6}, {0, 1, 2, 3}};
+    memcpy(d.c, rows, sizeof rows);
+    cr_assert_eq(mn_sort(&d, NULL), MN_EDUP);
+    cr_assert(strstr(mn_last_error(), "duplicate coordinate (0, 1, 2, 3)"), "%s", mn_last_error());
+    mn_coords c = cloud(50, 6, 0, 1, 1);
+    mn_kmap m;
+    mn_coords empty = {c.c, 0};
+    cr_assert_eq(mn_kmap_build(&empty, &c, 3, 1, 1, MN_SORT, 1, &m), MN_EEMPTY);
+    cr_assert_eq(mn_kmap_build(&c, &c, 0, 1, 1, MN_SORT, 1, &m), MN_EINVAL);
+    cr_assert_eq(mn_kmap_build(&c, &c, 3, 0, 1, MN_SORT, 1, &m), MN_EINVAL);
+    /* Unsorted coordinates are refused, not silently mapped wrong. */
+    int32_t t[4];
+    memcpy(t, c.c, 16);
+    memcpy(c.c, c.c + 4, 16);
+    memcpy(c.c + 4, t, 16);
+    cr_assert_eq(mn_kmap_build(&c, &c, 3, 1, 1, MN_SORT, 1, &m), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "not sorted"), "%s", mn_last_error());
+    cr_assert_eq(mn_sort(&c, NULL), MN_OK);
+    cr_assert_eq(mn_kmap_build(&c, &c, 3, 1, 1, MN_SORT, 1, &m), MN_OK);
+    float *f = randf(c.n * 2), *W = randf((size_t)m.nk * 4), *y = malloc(c.n * 2 * sizeof *y);
+    f[7] = NAN;
+    cr_assert_eq(mn_conv(&m, f, c.n, 2, W, NULL, 2, y, c.n, NULL), MN_ENAN);
+    cr_assert(strstr(mn_last_error(), "feature [3, 1]"), "%s", mn_last_error());
+    f[7] = 0;
+    cr_assert_eq(mn_conv(&m, f, c.n - 1, 2, W, NULL, 2, y, c.n, NULL), MN_EINVAL,
+                 "too few input rows");
+    cr_assert_eq(mn_conv(&m, f, c.n, 0, W, NULL, 2, y, c.n, NULL), MN_EINVAL);
+    free(f);
+    free(W);
+    free(y);
+    mn_kmap_free(&m);
+    free(c.c);
+    free(d.c);
+}
