@@ -1,0 +1,29 @@
+/* internal.h: what libminuet's sources share and do not export: the error setter (every
+ * failing call stores a message for mn_last_error) and the file helpers of the readers.
+ *
+ * libminuet's objects build with -fvisibility=default so that the public API (minuet.h) is
+ * exported from libminuet.so; what is declared here is hidden. */
+#ifndef MINUET_INTERNAL_H
+#define MINUET_INTERNAL_H
+
+#include <stddef.h>
+
+#include "minuet.h"
+
+#pragma GCC visibility push(hidden)
+
+/* Store a printf-style message as this thread's last error (truncated to 511 bytes) and
+ * return s, so that failures read `return mn_fail(MN_EINVAL, "voxel %g: must be > 0", v);`. */
+mn_status mn_fail(mn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Read a whole file into a malloc'd buffer with one spare byte, set to '\0' (*len excludes
+ * it). MN_EIO with the path and strerror on failure. */
+mn_status mn_read_file(const char *path, char **buf, size_t *len);
+
+/* Parse one number token s[0..n) (not NUL-terminated) with strtod: 0 when the whole token is
+ * a number, -1 otherwise. Non-finite values are returned; callers decide. */
+int mn_parse_double(const char *s, size_t n, double *v);
+
+#pragma GCC visibility pop
+
+#endif
