@@ -325,8 +325,10 @@ mn_status mn_npy_read(const char *path, mn_array *a)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-/* The preamble and header numpy.save writes for a 2-D C-order array: version 1.0, the dict,
- * spaces, '\n', the whole a multiple of 64 bytes so that the data is aligned. */
+/* The preamble and header numpy.save writes for a 2-D C-order array, byte for byte: version
+ * 1.0, the dict (keys sorted), spaces, '\n', the whole a multiple of 64 bytes so that the data
+ * is aligned. (recent numpy adds spaces for in-place growth of the shape; for any 2-D shape
+ * they end within the same 128 bytes.) */
 static size_t format_header(const mn_array *a, char *out, size_t outsz)
 {
     char dict[160];
