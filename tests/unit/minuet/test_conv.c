@@ -113,6 +113,8 @@ static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, in
     cr_assert_eq(ms.total, mh.total, "%s", what);
     for (int k = 0; k < ms.nk; k++) {
         cr_assert_eq(ms.count[k], mh.count[k], "%s offset %d", what, k);
+        if (ms.count[k] == 0) /* empty offsets have no arrays */
+            continue;
         cr_assert_eq(memcmp(ms.in[k], mh.in[k], ms.count[k] * 4), 0, "%s offset %d", what, k);
         cr_assert_eq(memcmp(ms.out[k], mh.out[k], ms.count[k] * 4), 0, "%s offset %d", what, k);
     }
