@@ -70,10 +70,16 @@ void mn_kmap_free(mn_kmap *map);
 
 /* ---- convolution ------------------------------------------------------------------------ */
 
+/* Seconds spent in each stage, added up over calls (optional). */
+typedef struct mn_conv_times {
+    double gather, gemm, scatter;
+} mn_conv_times;
+
 typedef struct mn_conv_opts {
     double group_threshold; /* padding overhead allowed when grouping GEMMs (default 0.25) */
     int threads;            /* <= 0: all cores */
     bool transposed;        /* use the map the other way: outputs gather, inputs receive */
+    mn_conv_times *times;   /* NULL, or where to add the stage times */
 } mn_conv_opts;
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be
@@ -82,6 +88,32 @@ typedef struct mn_conv_opts {
  * thread count. */
 mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
                   const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o);
+
+/* ---- networks --------------------------------------------------------------------------- */
+
+/* Benchmark networks with random weights (fixed seed): a ResNet-21-style encoder (a stem
+ * convolution, then 4 stages of a stride-2 K=2 convolution and 2 residual blocks of two K=3
+ * convolutions: 21 convolutions) and a UNet-42-style encoder-decoder like MinkUNet (2 stem
+ * convolutions, 4 encoder stages as above, 4 decoder stages of a transposed K=2 convolution,
+ * the skip connection concatenated, and 2 residual blocks: 42 convolutions). Widths: the
+ * stem and the 4 stage widths (5 numbers). ReLU between convolutions. */
+typedef enum mn_net_kind { MN_RESNET21 = 0, MN_UNET42 = 1 } mn_net_kind;
+
+typedef struct mn_net mn_net;
+
+typedef struct mn_net_stats {
+    double map_s, gather_s, gemm_s, scatter_s, other_s, total_s;
+    size_t convs, pairs;
+} mn_net_stats;
+
+mn_status mn_net_create(mn_net_kind kind, int in_channels, const int widths[5], uint64_t seed,
+                        mn_net **net);
+void mn_net_free(mn_net *net);
+/* Forward pass on sorted coordinates (tensor stride 1) and features [n, in_channels]. The
+ * output (the last stage for ResNet-21, full resolution for UNet-42) is malloc'd:
+ * *out [*n_out, *c_out]. Maps are built once per level with `method`. */
+mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, mn_method method,
+                         int threads, float **out, size_t *n_out, int *c_out, mn_net_stats *st);
 
 /* ---- files ------------------------------------------------------------------------------ */
 

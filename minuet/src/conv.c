@@ -19,8 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "internal.h"
 #include "keys.h"
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 typedef struct group {
     int first, n; /* positions in the sorted offset order */
@@ -161,8 +170,10 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         free(g);
         return mn_fail(MN_ENOMEM, "out of memory for %zu gathered rows", biggest);
     }
+    double tg = 0, tm = 0, ts = 0;
     for (int gi = 0; gi < ng; gi++) {
         size_t M = g[gi].max;
+        double t0 = seconds();
         /* Gather every offset of the group into its padded slice (zeros below count). */
         for (int x = 0; x < g[gi].n; x++) {
             int k = order[g[gi].first + x];
@@ -172,6 +183,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
             memset(slice + map->count[k] * (size_t)c_in, 0,
                    (M - map->count[k]) * (size_t)c_in * sizeof *slice);
         }
+        double t1 = seconds();
         for (int x = 0; x < g[gi].n; x++) {
             int k = order[g[gi].first + x];
             float *slice = A + (size_t)x * M * (size_t)c_in;
@@ -180,6 +192,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
                         c_in, W + (size_t)k * (size_t)c_in * (size_t)c_out, c_out, 0.0f, res,
                         c_out);
         }
+        double t2 = seconds();
         /* Scatter in offset order within the group: a fixed order for every output. */
         for (int x = 0; x < g[gi].n; x++) {
             int k = order[g[gi].first + x];
@@ -187,6 +200,15 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
             move_rows(rows, map->count[k], C + (size_t)x * M * (size_t)c_out, out, c_out, true,
                       threads);
         }
+        double t3 = seconds();
+        tg += t1 - t0;
+        tm += t2 - t1;
+        ts += t3 - t2;
+    }
+    if (o->times) {
+        o->times->gather += tg;
+        o->times->gemm += tm;
+        o->times->scatter += ts;
     }
     free(A);
     free(C);

@@ -28,6 +28,10 @@ static const char usage[] =
     "        [K^3*Cin, Cout]); writes the output features [M, Cout] and coordinates [M, 4]\n"
     "  bench-kmap --input CLOUD --voxel SIZE [--kernel K] [--threads N] [--repeat R]\n"
     "        build the submanifold map both ways; prints seconds and the speed-up\n"
+    "  bench --input CLOUD --voxel SIZE --net resnet21|unet42 [--channels W0,W1,W2,W3,W4]\n"
+    "        [--method sort|hash] [--threads N]\n"
+    "        a network forward pass (random weights), per-stage times (map, gather, GEMM,\n"
+    "        scatter), and the level-0 map built both ways; default widths 16,32,64,128,256\n"
     "Options may be given in any order. Exit status: 0 ok, 1 error (a message says why), 2 "
     "usage.\n";
 
@@ -37,6 +41,7 @@ typedef struct opts {
     int K, stride, tstride, dilation, threads, batch, repeat;
     mn_method method;
     bool json;
+    const char *net, *channels;
 } opts;
 
 static int fail(void)
@@ -248,18 +253,89 @@ static int cmd_bench_kmap(const opts *o)
     return 0;
 }
 
+static int cmd_bench(const opts *o)
+{
+    if (!o->input || !(o->voxel > 0) || !o->net)
+        return usage_err("bench needs --input, --voxel and --net");
+    mn_net_kind kind;
+    if (strcmp(o->net, "resnet21") == 0)
+        kind = MN_RESNET21;
+    else if (strcmp(o->net, "unet42") == 0)
+        kind = MN_UNET42;
+    else
+        return usage_err("--net: accepted resnet21 or unet42");
+    int w[5] = {16, 32, 64, 128, 256};
+    if (o->channels) {
+        const char *p = o->channels;
+        for (int i = 0; i < 5; i++) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v < 1 || v > 4096 || *end != (i < 4 ? ',' : '\0'))
+                return usage_err("--channels: five comma-separated widths, 1..4096");
+            w[i] = (int)v;
+            p = end + 1;
+        }
+    }
+    mn_cloud cl;
+    mn_coords co;
+    if (load_cloud(o->input, &cl) != MN_OK || mn_voxelize(&cl, o->voxel, 0, &co) != MN_OK)
+        return fail();
+    /* Input features: 1 and the voxel's coordinates, scaled. */
+    float *f = malloc(co.n * 4 * sizeof *f);
+    if (!f)
+        return usage_err("out of memory");
+    for (size_t i = 0; i < co.n; i++) {
+        f[4 * i] = 1;
+        for (int d = 1; d < 4; d++)
+            f[4 * i + d] = (float)co.c[4 * i + d] * 0.01f;
+    }
+    mn_net *net;
+    float *y;
+    size_t ny;
+    int cy;
+    mn_net_stats st;
+    if (mn_net_create(kind, 4, w, 1, &net) != MN_OK ||
+        mn_net_forward(net, &co, f, o->method, o->threads, &y, &ny, &cy, &st) != MN_OK)
+        return fail();
+    double sum = 0;
+    for (size_t i = 0; i < ny * (size_t)cy; i++)
+        sum += y[i];
+    printf("%s on %zu points -> %zu voxels (%g), widths %d,%d,%d,%d,%d, %d threads, maps %s:\n",
+           o->net, cl.n, co.n, o->voxel, w[0], w[1], w[2], w[3], w[4], o->threads,
+           o->method == MN_SORT ? "sort" : "hash");
+    printf("  %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, gather %.3f s, GEMM %.3f s, "
+           "scatter %.3f s, other %.3f s; output %zu x %d (checksum %.6g)\n",
+           st.convs, st.pairs, st.total_s, st.map_s, st.gather_s, st.gemm_s, st.scatter_s,
+           st.total_s - st.map_s - st.gather_s - st.gemm_s - st.scatter_s, ny, cy, sum);
+    for (int m = 0; m < 2; m++) { /* the level-0 map alone, both ways */
+        mn_kmap km;
+        double t0 = now();
+        if (mn_kmap_build(&co, &co, 3, 1, 1, m ? MN_HASH : MN_SORT, o->threads, &km) != MN_OK)
+            return fail();
+        printf("  level-0 map (%zu pairs): %s %.4f s\n", km.total, m ? "hash" : "sort", now() - t0);
+        mn_kmap_free(&km);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("  peak RSS %ld MiB\n", ru.ru_maxrss / 1024);
+    mn_net_free(net);
+    free(y);
+    free(f);
+    free(co.c);
+    mn_cloud_free(&cl);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option lo[] = {{"input", 1, NULL, 'i'},    {"coords", 1, NULL, 'c'},
-                                       {"feats", 1, NULL, 'f'},    {"weights", 1, NULL, 'w'},
-                                       {"out", 1, NULL, 'o'},      {"out-coords", 1, NULL, 'O'},
-                                       {"voxel", 1, NULL, 'v'},    {"kernel", 1, NULL, 'k'},
-                                       {"stride", 1, NULL, 's'},   {"tensor-stride", 1, NULL, 't'},
-                                       {"dilation", 1, NULL, 'd'}, {"threads", 1, NULL, 'T'},
-                                       {"batch", 1, NULL, 'b'},    {"method", 1, NULL, 'm'},
-                                       {"json", 0, NULL, 'j'},     {"repeat", 1, NULL, 'r'},
-                                       {"device", 1, NULL, 'D'},   {"help", 0, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"input", 1, NULL, 'i'},         {"coords", 1, NULL, 'c'},   {"feats", 1, NULL, 'f'},
+        {"weights", 1, NULL, 'w'},       {"out", 1, NULL, 'o'},      {"out-coords", 1, NULL, 'O'},
+        {"voxel", 1, NULL, 'v'},         {"kernel", 1, NULL, 'k'},   {"stride", 1, NULL, 's'},
+        {"tensor-stride", 1, NULL, 't'}, {"dilation", 1, NULL, 'd'}, {"threads", 1, NULL, 'T'},
+        {"batch", 1, NULL, 'b'},         {"method", 1, NULL, 'm'},   {"json", 0, NULL, 'j'},
+        {"repeat", 1, NULL, 'r'},        {"device", 1, NULL, 'D'},   {"help", 0, NULL, 'h'},
+        {"net", 1, NULL, 'n'},           {"channels", 1, NULL, 'C'}, {NULL, 0, NULL, 0}};
     opts o = {.K = 3, .stride = 1, .tstride = 1, .dilation = 1, .repeat = 3, .method = MN_SORT};
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage, argc < 2 ? stderr : stdout);
@@ -326,6 +402,12 @@ int main(int argc, char **argv)
                 return usage_err(
                     "--device: only cpu is built (the CUDA backend is the next issue)");
             break;
+        case 'n':
+            o.net = optarg;
+            break;
+        case 'C':
+            o.channels = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -347,5 +429,7 @@ int main(int argc, char **argv)
         return cmd_conv(&o);
     if (strcmp(cmd, "bench-kmap") == 0)
         return cmd_bench_kmap(&o);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(&o);
     return usage_err("unknown command");
 }

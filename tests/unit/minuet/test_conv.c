@@ -1,7 +1,8 @@
 /* test_conv.c: Minuet's kernel maps and convolution against a brute-force oracle (set lookup
  * per output and offset, double accumulation): submanifold K = 3 and 5, strided s = 2 with
  * K = 2 and 3, dilation 2, transposed, a batch of 3 clouds, channels 1 to 96; sort and hash
- * maps identical; every grouping threshold and thread count bit-identical; bad input. */
+ * maps identical; every grouping threshold and thread count bit-identical; bad input; the
+ * ResNet-21 and UNet-42 networks (shapes, sort = hash, translation equivariance). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -52,8 +53,6 @@ static long find(const mn_coords *c, const int32_t *q)
     size_t lo = 0, hi = c->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int cmp = memcmp(c->c + 4 * mid, q, 0); /* lexicographic on ints below */
-        (void)cmp;
         const int32_t *r = c->c + 4 * mid;
         int d = 0;
         for (int f = 0; f < 4 && !d; f++)
@@ -273,4 +272,103 @@ Test(conv, bad_input)
     mn_kmap_free(&m);
     free(c.c);
     free(d.c);
+}
+
+/* ---- networks ------------------------------------------------------------------------------ */
+
+static float *net_run(mn_net *net, const mn_coords *c, const float *f, mn_method m, int threads,
+                      size_t *n, int *ch, mn_net_stats *st)
+{
+    float *y = NULL;
+    cr_assert_eq(mn_net_forward(net, c, f, m, threads, &y, n, ch, st), MN_OK, "%s",
+                 mn_last_error());
+    return y;
+}
+
+/* Shapes and convolution counts; sort and hash maps, 1 and 2 threads give the same bits; and
+ * the network is translation-equivariant: moving the cloud by a multiple of the coarsest
+ * stride (16), negative included, gives the same features, which only holds when every
+ * level's downsampling and map are right. */
+Test(net, resnet21_unet42_shapes_and_equivariance)
+{
+    static const int widths[5] = {8, 16, 16, 24, 32};
+    mn_coords c = cloud(3000, 40, 0, 1, 2);
+    float *f = randf(c.n * 3);
+    for (int kind = 0; kind < 2; kind++) {
+        mn_net *net;
+        cr_assert_eq(mn_net_create((mn_net_kind)kind, 3, widths, 7, &net), MN_OK, "%s",
+                     mn_last_error());
+        size_t n, n2;
+        int ch, ch2;
+        mn_net_stats st, st2;
+        float *y = net_run(net, &c, f, MN_SORT, 2, &n, &ch, &st);
+        cr_assert_eq(st.convs, kind ? 42u : 21u);
+        cr_assert_eq(ch, kind ? widths[0] : widths[4]);
+        if (kind == MN_UNET42)
+            cr_assert_eq(n, c.n, "UNet-42 ends at full resolution");
+        else
+            cr_assert(n > 0 && n < c.n / 8, "ResNet-21 ends at stride 16: %zu of %zu", n, c.n);
+        double mag = 0;
+        for (size_t i = 0; i < n * (size_t)ch; i++) {
+            cr_assert(isfinite(y[i]));
+            mag += fabsf(y[i]);
+        }
+        cr_assert(mag > 0, "the output is not all zero");
+        float *y2 = net_run(net, &c, f, MN_HASH, 1, &n2, &ch2, &st2);
+        cr_assert(n2 == n && ch2 == ch && st2.pairs == st.pairs);
+        cr_assert_eq(memcmp(y, y2, n * (size_t)ch * sizeof *y), 0, "sort/2 threads vs hash/1");
+        free(y2);
+        mn_coords moved = {malloc(c.n * 16), c.n};
+        for (size_t i = 0; i < c.n; i++) {
+            moved.c[4 * i] = c.c[4 * i];
+            moved.c[4 * i + 1] = c.c[4 * i + 1] - 16 * 5;
+            moved.c[4 * i + 2] = c.c[4 * i + 2] + 16 * 3;
+            moved.c[4 * i + 3] = c.c[4 * i + 3] - 16 * 1000;
+        }
+        y2 = net_run(net, &moved, f, MN_SORT, 2, &n2, &ch2, &st2);
+        cr_assert(n2 == n && st2.pairs == st.pairs);
+        cr_assert_eq(memcmp(y, y2, n * (size_t)ch * sizeof *y), 0, "translated by 16s");
+        free(y2);
+        /* A shift of 1 changes which voxels share a coarse cell: the pair count moves. */
+        for (size_t i = 0; i < c.n; i++)
+            moved.c[4 * i + 1] = c.c[4 * i + 1] + 1;
+        y2 = net_run(net, &moved, f, MN_SORT, 2, &n2, &ch2, &st2);
+        cr_assert(st2.pairs != st.pairs || memcmp(y, y2, n * (size_t)ch * sizeof *y) != 0);
+        free(y2);
+        free(moved.c);
+        free(y);
+        mn_net_free(net);
+    }
+    free(f);
+    free(c.c);
+}
+
+Test(net, bad_input)
+{
+    int widths[5] = {8, 16, 16, 24, 32};
+    mn_net *net;
+    cr_assert_eq(mn_net_create((mn_net_kind)5, 3, widths, 1, &net), MN_EINVAL);
+    cr_assert_eq(mn_net_create(MN_RESNET21, 0, widths, 1, &net), MN_EINVAL);
+    widths[2] = 0;
+    cr_assert_eq(mn_net_create(MN_RESNET21, 3, widths, 1, &net), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "width 0"), "%s", mn_last_error());
+    widths[2] = 16;
+    cr_assert_eq(mn_net_create(MN_UNET42, 3, widths, 1, &net), MN_OK);
+    mn_coords c = cloud(200, 10, 0, 1, 1);
+    float *f = randf(c.n * 3), *y;
+    size_t n;
+    int ch;
+    mn_net_stats st;
+    mn_coords empty = {c.c, 0};
+    cr_assert_eq(mn_net_forward(net, &empty, f, MN_SORT, 1, &y, &n, &ch, &st), MN_EEMPTY);
+    int32_t t[4]; /* unsorted: refused by the first map */
+    memcpy(t, c.c, 16);
+    memcpy(c.c, c.c + 4, 16);
+    memcpy(c.c + 4, t, 16);
+    cr_assert_eq(mn_net_forward(net, &c, f, MN_SORT, 1, &y, &n, &ch, &st), MN_EINVAL);
+    cr_assert_null(y);
+    cr_assert_eq(mn_net_forward(net, &c, NULL, MN_SORT, 1, &y, &n, &ch, &st), MN_EINVAL);
+    mn_net_free(net);
+    free(f);
+    free(c.c);
 }
