@@ -117,7 +117,8 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
 
 /* ---- files ------------------------------------------------------------------------------ */
 
-/* A .npy array: int32 or float32, C order, 1-D or 2-D. data malloc'd. */
+/* A .npy array: int32 or float32, C order, 1-D, 2-D or 3-D (read as [A * B, C], e.g.
+ * weights [K^3, Cin, Cout]). data malloc'd. */
 typedef struct mn_array {
     char dtype;        /* 'i' int32, 'f' float32 */
     size_t rows, cols; /* a 1-D array has cols 1 */

@@ -27,8 +27,8 @@
 typedef struct npy_header {
     char descr[32];
     bool fortran;
-    int ndim;          /* number of dimensions found (may exceed 2: refused later) */
-    uint64_t dims[2];  /* the first two */
+    int ndim;          /* number of dimensions found (may exceed 3: refused later) */
+    uint64_t dims[3];  /* the first three */
     unsigned seen;     /* bit per key: 1 descr, 2 fortran_order, 4 shape */
     size_t data_off;   /* where the array data starts */
     size_t rows, cols; /* validated shape */
@@ -151,7 +151,7 @@ static mn_status parse_shape(cursor *c, npy_header *h)
         mn_status s = parse_dim(c, &d);
         if (s != MN_OK)
             return s;
-        if (h->ndim < 2)
+        if (h->ndim < 3)
             h->dims[h->ndim] = d;
         h->ndim++;
         if (take(c, ','))
@@ -236,11 +236,16 @@ static mn_status check_shape(npy_header *h, size_t data_len)
 {
     if (h->fortran)
         return mn_fail(MN_EFORMAT, "fortran_order True is not supported (accepted: C order)");
-    if (h->ndim < 1 || h->ndim > 2)
-        return mn_fail(MN_EFORMAT, "%d-dimensional array is not supported (accepted: 1-D, 2-D)",
-                       h->ndim);
-    uint64_t rows = h->dims[0], cols = h->ndim == 2 ? h->dims[1] : 1;
-    bool too_big = cols != 0 && rows > UINT64_MAX / 4 / cols;
+    if (h->ndim < 1 || h->ndim > 3)
+        return mn_fail(MN_EFORMAT,
+                       "%d-dimensional array is not supported (accepted: 1-D, 2-D, 3-D)", h->ndim);
+    uint64_t rows = h->dims[0], cols = h->ndim >= 2 ? h->dims[h->ndim - 1] : 1;
+    bool too_big = false;
+    if (h->ndim == 3) { /* [A, B, C] in C order is [A * B, C]: weights [K^3, Cin, Cout] */
+        too_big = h->dims[1] != 0 && rows > UINT64_MAX / h->dims[1];
+        rows = too_big ? 0 : rows * h->dims[1];
+    }
+    too_big = too_big || (cols != 0 && rows > UINT64_MAX / 4 / cols);
 #if SIZE_MAX < UINT64_MAX
     too_big = too_big || rows > SIZE_MAX || cols > SIZE_MAX || rows * cols * 4 > SIZE_MAX;
 #endif

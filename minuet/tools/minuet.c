@@ -56,6 +56,14 @@ static int usage_err(const char *msg)
     return 2;
 }
 
+/* Input files that are readable but do not fit together: exit status 1, with the shapes. */
+static int data_err(const char *what, const mn_array *A, const char *want)
+{
+    fprintf(stderr, "minuet: %s is %s [%zu, %zu]: %s\n", what,
+            A->dtype == 'f' ? "float32" : "int32", A->rows, A->cols, want);
+    return 1;
+}
+
 static double now(void)
 {
     struct timespec t;
@@ -162,11 +170,13 @@ static int cmd_conv(const opts *o)
         mn_npy_read(o->weights, &W) != MN_OK)
         return fail();
     int nk = o->K * o->K * o->K;
-    if (F.dtype != 'f' || W.dtype != 'f' || F.rows != in.n)
-        return usage_err("features must be float32 [N, Cin] with N the number of coordinates");
+    if (F.dtype != 'f' || F.rows != in.n)
+        return data_err("--feats", &F, "expected float32 [N, Cin], N the number of coordinates");
     size_t cin = F.cols, cout = W.cols;
-    if (W.rows != (size_t)nk * cin)
-        return usage_err("weights must be float32 [K^3 * Cin, Cout] (or [K^3, Cin, Cout])");
+    if (W.dtype != 'f' || W.rows != (size_t)nk * cin)
+        return data_err(
+            "--weights", &W,
+            "expected float32 [K^3, Cin, Cout] (or [K^3 * Cin, Cout]) for this K and Cin");
     /* Features follow the rows of the file; the engine wants sorted coordinates. */
     uint32_t *perm = malloc(in.n * sizeof *perm);
     float *fs = malloc(in.n * cin * sizeof *fs);

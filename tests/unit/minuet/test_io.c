@@ -189,6 +189,23 @@ Test(npy, round_trip_float32_1d_and_empty, .init = make_tmpdir, .fini = remove_t
     free(o.b);
 }
 
+/* 3-D [A, B, C] is read as [A * B, C] (weights [K^3, Cin, Cout]); its size still checked. */
+Test(npy, three_d_folds_the_first_two)
+{
+    bytes o = npy_image(1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2, 3), }", I6,
+                        sizeof I6);
+    mn_array a;
+    cr_assert_eq(mn_npy_parse(o.b, o.n, &a), MN_OK, "%s", mn_last_error());
+    cr_assert(a.rows == 2 && a.cols == 3);
+    cr_assert_arr_eq(a.data, I6, sizeof I6);
+    free(a.data);
+    free(o.b);
+    expect_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2, 3), }", MN_EFORMAT,
+               "truncated");
+    expect_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 2), }",
+               MN_EFORMAT, "too large");
+}
+
 Test(npy, header_variants)
 {
     const char *ok[] = {
@@ -326,8 +343,8 @@ Test(npy, refused_dtypes_orders_and_shapes)
                "big-endian");
     expect_npy("{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }", MN_EFORMAT,
                "fortran_order True");
-    expect_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2, 3), }", MN_EFORMAT,
-               "3-dimensional array is not supported (accepted: 1-D, 2-D)");
+    expect_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1, 2, 3), }", MN_EFORMAT,
+               "4-dimensional array is not supported (accepted: 1-D, 2-D, 3-D)");
     expect_npy("{'descr': '<i4', 'fortran_order': False, 'shape': (), }", MN_EFORMAT,
                "0-dimensional");
 }
