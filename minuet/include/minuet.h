@@ -75,11 +75,21 @@ typedef struct mn_conv_times {
     double gather, gemm, scatter;
 } mn_conv_times;
 
+/* Scratch memory for the gathered rows and GEMM results, kept across convolutions so a
+ * network does not map and fault in fresh pages for every layer. Zero-initialise; grown as
+ * needed; mn_workspace_free releases it. Not shared between threads calling mn_conv. */
+typedef struct mn_workspace {
+    void *buf;
+    size_t size;
+} mn_workspace;
+void mn_workspace_free(mn_workspace *ws);
+
 typedef struct mn_conv_opts {
     double group_threshold; /* padding overhead allowed when grouping GEMMs (default 0.25) */
     int threads;            /* <= 0: all cores */
     bool transposed;        /* use the map the other way: outputs gather, inputs receive */
     mn_conv_times *times;   /* NULL, or where to add the stage times */
+    mn_workspace *ws;       /* NULL (allocate per call), or scratch reused across calls */
 } mn_conv_opts;
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be

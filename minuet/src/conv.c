@@ -161,15 +161,23 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
     size_t biggest = 0;
     for (int i = 0; i < ng; i++)
         biggest = g[i].max * (size_t)g[i].n > biggest ? g[i].max * (size_t)g[i].n : biggest;
-    float *A = calloc(biggest ? biggest * (size_t)c_in : 1, sizeof *A);
-    float *C = malloc((biggest ? biggest : 1) * (size_t)c_out * sizeof *C);
-    if (!A || !C) {
-        free(A);
-        free(C);
-        free(order);
-        free(g);
-        return mn_fail(MN_ENOMEM, "out of memory for %zu gathered rows", biggest);
+    /* A: the gathered rows of a group, C: its GEMM results; every slice is written before
+     * it is read (gather + zero padding), so the memory need not be cleared. */
+    size_t na = (biggest ? biggest : 1) * (size_t)c_in,
+           nc = (biggest ? biggest : 1) * (size_t)c_out;
+    mn_workspace local = {0}, *ws = o->ws ? o->ws : &local;
+    if (!ws->buf || ws->size < (na + nc) * sizeof(float)) {
+        free(ws->buf);
+        ws->size = 0;
+        ws->buf = malloc((na + nc) * sizeof(float));
+        if (!ws->buf) {
+            free(order);
+            free(g);
+            return mn_fail(MN_ENOMEM, "out of memory for %zu gathered rows", biggest);
+        }
+        ws->size = (na + nc) * sizeof(float);
     }
+    float *A = ws->buf, *C = A + na;
     double tg = 0, tm = 0, ts = 0;
     for (int gi = 0; gi < ng; gi++) {
         size_t M = g[gi].max;
@@ -210,9 +218,17 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         o->times->gemm += tm;
         o->times->scatter += ts;
     }
-    free(A);
-    free(C);
+    free(local.buf);
     free(order);
     free(g);
     return MN_OK;
+}
+
+void mn_workspace_free(mn_workspace *ws)
+{
+    if (!ws)
+        return;
+    free(ws->buf);
+    ws->buf = NULL;
+    ws->size = 0;
 }

@@ -126,6 +126,7 @@ typedef struct run {
     int threads;
     mn_net_stats *st;
     mn_conv_times times;
+    mn_workspace ws; /* one scratch buffer for all the layers */
 } run;
 
 static void relu(float *x, size_t n)
@@ -161,8 +162,11 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
     *y = malloc((n_out ? n_out : 1) * (size_t)l->cout * sizeof **y);
     if (!*y)
         return mn_fail(MN_ENOMEM, "out of memory for %zu x %d features", n_out, l->cout);
-    mn_conv_opts o = {
-        .group_threshold = 0.25, .threads = R->threads, .transposed = tr, .times = &R->times};
+    mn_conv_opts o = {.group_threshold = 0.25,
+                      .threads = R->threads,
+                      .transposed = tr,
+                      .times = &R->times,
+                      .ws = &R->ws};
     mn_status s = mn_conv(m, x, n_in, l->cin, l->W, NULL, l->cout, *y, n_out, &o);
     if (s == MN_OK) {
         R->st->convs++;
@@ -295,6 +299,7 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
         if (lv > 0 && lv != last)
             free(R.co[lv].c);
     }
+    mn_workspace_free(&R.ws);
     st->gather_s = R.times.gather;
     st->gemm_s = R.times.gemm;
     st->scatter_s = R.times.scatter;
