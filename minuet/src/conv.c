@@ -2,11 +2,11 @@
  *
  * Padding-efficient grouping (Minuet's third idea): offsets are taken in order of their
  * pair counts; a greedy pass puts neighbours in one group while the padding overhead
- * (max * g - sum) / sum stays under the threshold. A group is gathered into one zero-padded
- * buffer [g, max, c_in] and multiplied offset by offset against W[k] with the same padded
- * M, so one buffer and one GEMM shape serve the whole group; the padding rows are never
- * scattered. On the GPU the group is one strided-batched GEMM; OpenBLAS has no batched
- * call, so here grouping mainly saves gather/scatter passes and allocations.
+ * (max * g - sum) / sum stays under the threshold. On the GPU a group is one zero-padded
+ * strided-batched GEMM [g, max, c_in] x W. OpenBLAS has no batched call, so here each
+ * offset's GEMM runs on its own count rows (padding would only add work), the offsets of a
+ * group are gathered back to back into the workspace in chunks of at most 64 MiB (so a big
+ * group does not need a buffer of all its pairs), and the grouping decides the order.
  *
  * Determinism: groups run in a fixed order and each output row is updated by one thread per
  * offset (an output row appears at most once per offset), so every output element sums its
@@ -119,6 +119,19 @@ static void move_rows(const int32_t *rows, size_t n, const float *src, float *ds
         pthread_join(t[i], NULL);
 }
 
+/* The chunk of offsets ks[x0 ..) whose rows fit WORKSPACE_CAP floats of `width` each (at
+ * least one offset): sets *x1 past its end and returns its row count. */
+#define WORKSPACE_CAP ((size_t)64 << 20 >> 2) /* 64 MiB of floats */
+static size_t chunk(const mn_kmap *map, const int *ks, int x0, int n, size_t width, int *x1)
+{
+    size_t rows = map->count[ks[x0]];
+    int x = x0 + 1;
+    while (x < n && (rows + map->count[ks[x]]) * width <= WORKSPACE_CAP)
+        rows += map->count[ks[x++]];
+    *x1 = x;
+    return rows;
+}
+
 mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
                   const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o)
 {
@@ -158,13 +171,16 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         return mn_fail(MN_ENOMEM, "out of memory");
     }
     int ng = make_groups(map, o->group_threshold, order, g);
-    size_t biggest = 0;
-    for (int i = 0; i < ng; i++)
-        biggest = g[i].max * (size_t)g[i].n > biggest ? g[i].max * (size_t)g[i].n : biggest;
-    /* A: the gathered rows of a group, C: its GEMM results; every slice is written before
-     * it is read (gather + zero padding), so the memory need not be cleared. */
-    size_t na = (biggest ? biggest : 1) * (size_t)c_in,
-           nc = (biggest ? biggest : 1) * (size_t)c_out;
+    /* A group runs in chunks of consecutive offsets whose gathered rows and results fit the
+     * workspace cap (at least one offset a chunk), each offset's rows packed after the last. */
+    size_t width = (size_t)c_in + (size_t)c_out, biggest = 1;
+    for (int gi = 0; gi < ng; gi++)
+        for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {
+            size_t rows = chunk(map, order + g[gi].first, x0, g[gi].n, width, &x1);
+            biggest = rows > biggest ? rows : biggest;
+        }
+    /* A: the gathered rows, C: the GEMM results; every row is written before it is read. */
+    size_t na = biggest * (size_t)c_in, nc = biggest * (size_t)c_out;
     mn_workspace local = {0}, *ws = o->ws ? o->ws : &local;
     if (!ws->buf || ws->size < (na + nc) * sizeof(float)) {
         free(ws->buf);
@@ -179,40 +195,33 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
     }
     float *A = ws->buf, *C = A + na;
     double tg = 0, tm = 0, ts = 0;
-    for (int gi = 0; gi < ng; gi++) {
-        size_t M = g[gi].max;
-        double t0 = seconds();
-        /* Gather every offset of the group into its padded slice (zeros below count). */
-        for (int x = 0; x < g[gi].n; x++) {
-            int k = order[g[gi].first + x];
-            float *slice = A + (size_t)x * M * (size_t)c_in;
-            const int32_t *rows = o->transposed ? map->out[k] : map->in[k];
-            move_rows(rows, map->count[k], in, slice, c_in, false, threads);
-            memset(slice + map->count[k] * (size_t)c_in, 0,
-                   (M - map->count[k]) * (size_t)c_in * sizeof *slice);
+    for (int gi = 0; gi < ng; gi++)
+        for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {
+            const int *ks = order + g[gi].first;
+            chunk(map, ks, x0, g[gi].n, width, &x1);
+            double t0 = seconds();
+            size_t at = 0;
+            for (int x = x0; x < x1; at += map->count[ks[x]], x++) /* gather */
+                move_rows(o->transposed ? map->out[ks[x]] : map->in[ks[x]], map->count[ks[x]], in,
+                          A + at * (size_t)c_in, c_in, false, threads);
+            double t1 = seconds();
+            at = 0;
+            for (int x = x0; x < x1; at += map->count[ks[x]], x++)
+                if (map->count[ks[x]])
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)map->count[ks[x]],
+                                c_out, c_in, 1.0f, A + at * (size_t)c_in, c_in,
+                                W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out, 0.0f,
+                                C + at * (size_t)c_out, c_out);
+            double t2 = seconds();
+            at = 0; /* scatter in the fixed offset order: the same sums for every output */
+            for (int x = x0; x < x1; at += map->count[ks[x]], x++)
+                move_rows(o->transposed ? map->in[ks[x]] : map->out[ks[x]], map->count[ks[x]],
+                          C + at * (size_t)c_out, out, c_out, true, threads);
+            double t3 = seconds();
+            tg += t1 - t0;
+            tm += t2 - t1;
+            ts += t3 - t2;
         }
-        double t1 = seconds();
-        for (int x = 0; x < g[gi].n; x++) {
-            int k = order[g[gi].first + x];
-            float *slice = A + (size_t)x * M * (size_t)c_in;
-            float *res = C + (size_t)x * M * (size_t)c_out;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, c_out, c_in, 1.0f, slice,
-                        c_in, W + (size_t)k * (size_t)c_in * (size_t)c_out, c_out, 0.0f, res,
-                        c_out);
-        }
-        double t2 = seconds();
-        /* Scatter in offset order within the group: a fixed order for every output. */
-        for (int x = 0; x < g[gi].n; x++) {
-            int k = order[g[gi].first + x];
-            const int32_t *rows = o->transposed ? map->in[k] : map->out[k];
-            move_rows(rows, map->count[k], C + (size_t)x * M * (size_t)c_out, out, c_out, true,
-                      threads);
-        }
-        double t3 = seconds();
-        tg += t1 - t0;
-        tm += t2 - t1;
-        ts += t3 - t2;
-    }
     if (o->times) {
         o->times->gather += tg;
         o->times->gemm += tm;
