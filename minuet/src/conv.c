@@ -163,7 +163,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
             out[r * (size_t)c_out + j] = bias ? bias[j] : 0.0f;
     int threads = mn_threads(o->threads);
     openblas_set_num_threads(threads);
-    int *order = malloc((size_t)map->nk * sizeof *order);
+    int *order = calloc((size_t)map->nk, sizeof *order);
     group *g = malloc((size_t)map->nk * sizeof *g);
     if (!order || !g) {
         free(order);
