@@ -105,8 +105,9 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
  * convolution, then 4 stages of a stride-2 K=2 convolution and 2 residual blocks of two K=3
  * convolutions: 21 convolutions) and a UNet-42-style encoder-decoder like MinkUNet (2 stem
  * convolutions, 4 encoder stages as above, 4 decoder stages of a transposed K=2 convolution,
- * the skip connection concatenated, and 2 residual blocks: 42 convolutions). Widths: the
- * stem and the 4 stage widths (5 numbers). ReLU between convolutions. */
+ * the skip connection concatenated and merged by a K=3 convolution, a residual block and a
+ * closing K=3 convolution: 42 convolutions). Widths: the stem and the 4 stage widths (5
+ * numbers). ReLU between convolutions. */
 typedef enum mn_net_kind { MN_RESNET21 = 0, MN_UNET42 = 1 } mn_net_kind;
 
 typedef struct mn_net mn_net;

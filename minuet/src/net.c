@@ -174,6 +174,9 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
         double t0 = now();
         relu(*y, n_out * (size_t)l->cout);
         R->st->other_s += now() - t0;
+    } else {
+        free(*y);
+        *y = NULL;
     }
     return s;
 }
