@@ -122,12 +122,12 @@ static void move_rows(const int32_t *rows, size_t n, const float *src, float *ds
 /* The chunk of offsets ks[x0 ..) whose rows fit WORKSPACE_CAP floats of `width` each (at
  * least one offset): sets *x1 past its end and returns its row count. */
 #define WORKSPACE_CAP ((size_t)64 << 20 >> 2) /* 64 MiB of floats */
-static size_t chunk(const mn_kmap *map, const int *ks, int x0, int n, size_t width, int *x1)
+static size_t chunk(const size_t *cnt, const int *ks, int x0, int n, size_t width, int *x1)
 {
-    size_t rows = map->count[ks[x0]];
+    size_t rows = cnt[ks[x0]];
     int x = x0 + 1;
-    while (x < n && (rows + map->count[ks[x]]) * width <= WORKSPACE_CAP)
-        rows += map->count[ks[x++]];
+    while (x < n && (rows + cnt[ks[x]]) * width <= WORKSPACE_CAP)
+        rows += cnt[ks[x++]];
     *x1 = x;
     return rows;
 }
@@ -171,12 +171,27 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         return mn_fail(MN_ENOMEM, "out of memory");
     }
     int ng = make_groups(map, o->group_threshold, order, g);
+    /* The identity offset (a submanifold map's centre: pair p is (p, p) for every row) needs
+     * no gather and no scatter: its GEMM reads `in` and adds into `out` directly (beta 1),
+     * at its place in the offset order. cnt[k] is the rows an offset puts in the workspace. */
+    size_t *cnt = malloc((size_t)map->nk * sizeof *cnt);
+    if (!cnt) {
+        free(order);
+        free(g);
+        return mn_fail(MN_ENOMEM, "out of memory");
+    }
+    for (int k = 0; k < map->nk; k++) {
+        bool ident = map->count[k] == n_in && n_in == n_out;
+        for (size_t p = 0; ident && p < map->count[k]; p++)
+            ident = (size_t)map->in[k][p] == p && (size_t)map->out[k][p] == p;
+        cnt[k] = ident ? 0 : map->count[k];
+    }
     /* A group runs in chunks of consecutive offsets whose gathered rows and results fit the
      * workspace cap (at least one offset a chunk), each offset's rows packed after the last. */
     size_t width = (size_t)c_in + (size_t)c_out, biggest = 1;
     for (int gi = 0; gi < ng; gi++)
         for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {
-            size_t rows = chunk(map, order + g[gi].first, x0, g[gi].n, width, &x1);
+            size_t rows = chunk(cnt, order + g[gi].first, x0, g[gi].n, width, &x1);
             biggest = rows > biggest ? rows : biggest;
         }
     /* A: the gathered rows, C: the GEMM results; every row is written before it is read. */
@@ -187,6 +202,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         ws->size = 0;
         ws->buf = malloc((na + nc) * sizeof(float));
         if (!ws->buf) {
+            free(cnt);
             free(order);
             free(g);
             return mn_fail(MN_ENOMEM, "out of memory for %zu gathered rows", biggest);
@@ -198,29 +214,38 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
     for (int gi = 0; gi < ng; gi++)
         for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {
             const int *ks = order + g[gi].first;
-            chunk(map, ks, x0, g[gi].n, width, &x1);
+            chunk(cnt, ks, x0, g[gi].n, width, &x1);
             double t0 = seconds();
             size_t at = 0;
-            for (int x = x0; x < x1; at += map->count[ks[x]], x++) /* gather */
-                move_rows(o->transposed ? map->out[ks[x]] : map->in[ks[x]], map->count[ks[x]], in,
+            for (int x = x0; x < x1; at += cnt[ks[x]], x++) /* gather */
+                move_rows(o->transposed ? map->out[ks[x]] : map->in[ks[x]], cnt[ks[x]], in,
                           A + at * (size_t)c_in, c_in, false, threads);
             double t1 = seconds();
             at = 0;
-            for (int x = x0; x < x1; at += map->count[ks[x]], x++)
-                if (map->count[ks[x]])
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)map->count[ks[x]],
-                                c_out, c_in, 1.0f, A + at * (size_t)c_in, c_in,
+            for (int x = x0; x < x1; at += cnt[ks[x]], x++)
+                if (cnt[ks[x]])
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cnt[ks[x]], c_out,
+                                c_in, 1.0f, A + at * (size_t)c_in, c_in,
                                 W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out, 0.0f,
                                 C + at * (size_t)c_out, c_out);
-            double t2 = seconds();
+            double t2 = seconds(), tid = 0;
             at = 0; /* scatter in the fixed offset order: the same sums for every output */
-            for (int x = x0; x < x1; at += map->count[ks[x]], x++)
-                move_rows(o->transposed ? map->in[ks[x]] : map->out[ks[x]], map->count[ks[x]],
-                          C + at * (size_t)c_out, out, c_out, true, threads);
+            for (int x = x0; x < x1; at += cnt[ks[x]], x++) {
+                if (cnt[ks[x]] || map->count[ks[x]] == 0) {
+                    move_rows(o->transposed ? map->in[ks[x]] : map->out[ks[x]], cnt[ks[x]],
+                              C + at * (size_t)c_out, out, c_out, true, threads);
+                    continue;
+                }
+                double ti = seconds(); /* the identity offset, straight into out */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, c_out, c_in,
+                            1.0f, in, c_in, W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out,
+                            1.0f, out, c_out);
+                tid += seconds() - ti;
+            }
             double t3 = seconds();
             tg += t1 - t0;
-            tm += t2 - t1;
-            ts += t3 - t2;
+            tm += t2 - t1 + tid;
+            ts += t3 - t2 - tid;
         }
     if (o->times) {
         o->times->gather += tg;
@@ -228,6 +253,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         o->times->scatter += ts;
     }
     free(local.buf);
+    free(cnt);
     free(order);
     free(g);
     return MN_OK;
