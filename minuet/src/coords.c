@@ -94,41 +94,57 @@ int64_t mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
 /* ---- radix sort --------------------------------------------------------------------------- */
 
 /* LSD radix sort of (key, index) pairs by key, 8 bits a pass; passes whose digit is the
- * same for every key are skipped. Stable. idx may start as the identity. */
+ * same for every key are skipped. Stable. idx may start as the identity. All eight digit
+ * histograms come from one read of the keys, and the passes alternate between the two
+ * buffers (one copy back at the end, if the pass count is odd). */
 static int radix64(uint64_t *key, uint32_t *idx, size_t n)
 {
     if (n < 2)
         return 0;
     uint64_t *k2 = malloc(n * sizeof *k2);
     uint32_t *i2 = malloc(n * sizeof *i2);
-    if (!k2 || !i2) {
+    size_t(*cnt)[256] = calloc(8, sizeof *cnt);
+    if (!k2 || !i2 || !cnt) {
         free(k2);
         free(i2);
+        free(cnt);
         return -1;
     }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = key[i];
+        for (int pass = 0; pass < 8; pass++)
+            cnt[pass][(k >> (pass * 8)) & 0xff]++;
+    }
+    uint64_t *ks = key, *kd = k2;
+    uint32_t *is = idx, *id = i2;
     for (int pass = 0; pass < 8; pass++) {
         int sh = pass * 8;
-        size_t cnt[257] = {0};
-        for (size_t i = 0; i < n; i++)
-            cnt[((key[i] >> sh) & 0xff) + 1]++;
-        bool skip = false;
-        for (int d = 1; d <= 256; d++)
-            if (cnt[d] == n)
-                skip = true;
-        if (skip)
-            continue;
-        for (int d = 1; d <= 256; d++)
-            cnt[d] += cnt[d - 1];
-        for (size_t i = 0; i < n; i++) {
-            size_t at = cnt[(key[i] >> sh) & 0xff]++;
-            k2[at] = key[i];
-            i2[at] = idx[i];
+        if (cnt[pass][(ks[0] >> sh) & 0xff] == n)
+            continue; /* one digit value for every key */
+        size_t at[256], sum = 0;
+        for (int d = 0; d < 256; d++) {
+            at[d] = sum;
+            sum += cnt[pass][d];
         }
-        memcpy(key, k2, n * sizeof *key);
-        memcpy(idx, i2, n * sizeof *idx);
+        for (size_t i = 0; i < n; i++) {
+            size_t to = at[(ks[i] >> sh) & 0xff]++;
+            kd[to] = ks[i];
+            id[to] = is[i];
+        }
+        uint64_t *tk = ks;
+        ks = kd;
+        kd = tk;
+        uint32_t *ti = is;
+        is = id;
+        id = ti;
+    }
+    if (ks != key) {
+        memcpy(key, ks, n * sizeof *key);
+        memcpy(idx, is, n * sizeof *idx);
     }
     free(k2);
     free(i2);
+    free(cnt);
     return 0;
 }
 
