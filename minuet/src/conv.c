@@ -24,13 +24,6 @@
 #include "internal.h"
 #include "keys.h"
 
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 typedef struct group {
     int first, n; /* positions in the sorted offset order */
     size_t max;   /* the padded row count */
@@ -215,12 +208,12 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
         for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {
             const int *ks = order + g[gi].first;
             chunk(cnt, ks, x0, g[gi].n, width, &x1);
-            double t0 = seconds();
+            double t0 = mn_seconds();
             size_t at = 0;
             for (int x = x0; x < x1; at += cnt[ks[x]], x++) /* gather */
                 move_rows(o->transposed ? map->out[ks[x]] : map->in[ks[x]], cnt[ks[x]], in,
                           A + at * (size_t)c_in, c_in, false, threads);
-            double t1 = seconds();
+            double t1 = mn_seconds();
             at = 0;
             for (int x = x0; x < x1; at += cnt[ks[x]], x++)
                 if (cnt[ks[x]])
@@ -228,7 +221,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
                                 c_in, 1.0f, A + at * (size_t)c_in, c_in,
                                 W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out, 0.0f,
                                 C + at * (size_t)c_out, c_out);
-            double t2 = seconds(), tid = 0;
+            double t2 = mn_seconds(), tid = 0;
             at = 0; /* scatter in the fixed offset order: the same sums for every output */
             for (int x = x0; x < x1; at += cnt[ks[x]], x++) {
                 if (cnt[ks[x]] || map->count[ks[x]] == 0) {
@@ -236,13 +229,13 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
                               C + at * (size_t)c_out, out, c_out, true, threads);
                     continue;
                 }
-                double ti = seconds(); /* the identity offset, straight into out */
+                double ti = mn_seconds(); /* the identity offset, straight into out */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, c_out, c_in,
                             1.0f, in, c_in, W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out,
                             1.0f, out, c_out);
-                tid += seconds() - ti;
+                tid += mn_seconds() - ti;
             }
-            double t3 = seconds();
+            double t3 = mn_seconds();
             tg += t1 - t0;
             tm += t2 - t1 + tid;
             ts += t3 - t2 - tid;

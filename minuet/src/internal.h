@@ -7,6 +7,7 @@
 #define MINUET_INTERNAL_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "minuet.h"
 
@@ -23,6 +24,14 @@ mn_status mn_read_file(const char *path, char **buf, size_t *len);
 /* Parse one number token s[0..n) (not NUL-terminated) with strtod: 0 when the whole token is
  * a number, -1 otherwise. Non-finite values are returned; callers decide. */
 int mn_parse_double(const char *s, size_t n, double *v);
+
+/* Monotonic seconds, for the stage timings. */
+static inline double mn_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 #pragma GCC visibility pop
 

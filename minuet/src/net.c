@@ -31,13 +31,6 @@ struct mn_net {
     int n;
 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static float gauss(uint64_t *s)
 {
     double u = 0;
@@ -144,10 +137,10 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
     bool tr = l->kind == L_UP;
     if (l->kind == L_SUB) {
         if (!R->have_sub[lv]) {
-            double t0 = now();
+            double t0 = mn_seconds();
             mn_status s = mn_kmap_build(&R->co[lv], &R->co[lv], 3, 1 << lv, 1, R->method,
                                         R->threads, &R->sub[lv]);
-            R->st->map_s += now() - t0;
+            R->st->map_s += mn_seconds() - t0;
             if (s != MN_OK)
                 return s;
             R->have_sub[lv] = true;
@@ -171,9 +164,9 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
     if (s == MN_OK) {
         R->st->convs++;
         R->st->pairs += m->total;
-        double t0 = now();
+        double t0 = mn_seconds();
         relu(*y, n_out * (size_t)l->cout);
-        R->st->other_s += now() - t0;
+        R->st->other_s += mn_seconds() - t0;
     } else {
         free(*y);
         *y = NULL;
@@ -185,12 +178,12 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
 static mn_status build_levels(run *R)
 {
     for (int lv = 0; lv + 1 < LEVELS; lv++) {
-        double t0 = now();
+        double t0 = mn_seconds();
         mn_status s = mn_downsample(&R->co[lv], 1 << lv, 2, &R->co[lv + 1]);
         if (s == MN_OK)
             s = mn_kmap_build(&R->co[lv], &R->co[lv + 1], 2, 1 << lv, 1, R->method, R->threads,
                               &R->down[lv]);
-        R->st->map_s += now() - t0;
+        R->st->map_s += mn_seconds() - t0;
         if (s != MN_OK)
             return s;
         R->have_down[lv] = true;
@@ -229,7 +222,7 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
         return mn_fail(MN_EEMPTY, "no input coordinates");
     *out = NULL;
     memset(st, 0, sizeof *st);
-    double t_start = now();
+    double t_start = mn_seconds();
     run R = {.method = method, .threads = threads, .st = st};
     R.co[0] = *in;
     float *skip[LEVELS] = {0};
@@ -306,7 +299,7 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
     st->gather_s = R.times.gather;
     st->gemm_s = R.times.gemm;
     st->scatter_s = R.times.scatter;
-    st->total_s = now() - t_start;
+    st->total_s = mn_seconds() - t_start;
     if (s != MN_OK) {
         free(x);
         if (last > 0)
