@@ -45,6 +45,8 @@ typedef struct mn_coords {
  * the coordinate ranges; a comparison sort when they do not fit 64 bits). perm[i] = original
  * row of sorted row i (may be NULL). Duplicates are refused (MN_EDUP). */
 mn_status mn_sort(mn_coords *co, uint32_t *perm);
+/* The same with a thread count for the radix passes (<= 0: all cores, as mn_sort). */
+mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads);
 
 /* Output coordinates of a strided convolution: unique(floor(p / (t_in*s)) * t_in*s), sorted.
  * out->c is malloc'd. */

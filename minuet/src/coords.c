@@ -7,6 +7,8 @@
  * sorted outputs shifted by one offset stay sorted, which is what the sort-based kernel map
  * relies on. When the ranges need more than 64 bits, keys are 128-bit (still exact).
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,43 +96,123 @@ int64_t mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
 /* ---- radix sort --------------------------------------------------------------------------- */
 
 /* LSD radix sort of (key, index) pairs by key, 8 bits a pass; passes whose digit is the
- * same for every key are skipped. Stable. idx may start as the identity. All eight digit
- * histograms come from one read of the keys, and the passes alternate between the two
- * buffers (one copy back at the end, if the pass count is odd). */
-static int radix64(uint64_t *key, uint32_t *idx, size_t n)
+ * same for every key (known from one read that counts all eight digits) are skipped.
+ * Stable. idx may start as the identity. With several threads (up to 8), each owns a
+ * contiguous slice of the current order: per pass it counts its slice's digits, then
+ * scatters its slice to the places that the prefix sums over (digit, thread) give it, so
+ * the order of equal digits is kept across threads.
+ * The passes alternate between two buffers (one copy back at the end if their count is
+ * odd). Small inputs use one thread. */
+#define RADIX_THREADS   8
+#define RADIX_PAR_BELOW 65536 /* fewer keys: one thread */
+
+typedef struct radix_part {
+    const uint64_t *ks;
+    const uint32_t *is;
+    uint64_t *kd;
+    uint32_t *id;
+    size_t lo, hi, cnt[8][256], at[256], one[256];
+    int sh;
+} radix_part;
+
+static void *radix_count(void *arg)
+{
+    radix_part *p = arg;
+    for (size_t i = p->lo; i < p->hi; i++) {
+        uint64_t k = p->ks[i];
+        for (int pass = 0; pass < 8; pass++)
+            p->cnt[pass][(k >> (pass * 8)) & 0xff]++;
+    }
+    return NULL;
+}
+
+/* This pass's digit histogram of the part's slice of the current order. */
+static void *radix_count_one(void *arg)
+{
+    radix_part *p = arg;
+    memset(p->one, 0, sizeof p->one);
+    for (size_t i = p->lo; i < p->hi; i++)
+        p->one[(p->ks[i] >> p->sh) & 0xff]++;
+    return NULL;
+}
+
+static void *radix_move(void *arg)
+{
+    radix_part *p = arg;
+    for (size_t i = p->lo; i < p->hi; i++) {
+        size_t to = p->at[(p->ks[i] >> p->sh) & 0xff]++;
+        p->kd[to] = p->ks[i];
+        p->id[to] = p->is[i];
+    }
+    return NULL;
+}
+
+/* Run fn on every part, part 0 on this thread. */
+static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
+{
+    pthread_t t[RADIX_THREADS];
+    bool started[RADIX_THREADS] = {false};
+    for (int i = 1; i < nt; i++)
+        started[i] = pthread_create(&t[i], NULL, fn, &P[i]) == 0;
+    fn(&P[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(t[i], NULL);
+        else
+            fn(&P[i]); /* no thread: do its part here */
+    }
+}
+
+static int radix64(uint64_t *key, uint32_t *idx, size_t n, int threads)
 {
     if (n < 2)
         return 0;
+    int nt = n < RADIX_PAR_BELOW ? 1 : threads < 1 ? 1 : threads;
+    nt = nt > RADIX_THREADS ? RADIX_THREADS : nt;
     uint64_t *k2 = malloc(n * sizeof *k2);
     uint32_t *i2 = malloc(n * sizeof *i2);
-    size_t(*cnt)[256] = calloc(8, sizeof *cnt);
-    if (!k2 || !i2 || !cnt) {
+    radix_part *P = calloc((size_t)nt, sizeof *P);
+    if (!k2 || !i2 || !P) {
         free(k2);
         free(i2);
-        free(cnt);
+        free(P);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
-        uint64_t k = key[i];
-        for (int pass = 0; pass < 8; pass++)
-            cnt[pass][(k >> (pass * 8)) & 0xff]++;
+    for (int t = 0; t < nt; t++) {
+        P[t].lo = n * (size_t)t / (size_t)nt;
+        P[t].hi = n * (size_t)(t + 1) / (size_t)nt;
+        P[t].ks = key;
     }
+    radix_run(P, nt, radix_count);
     uint64_t *ks = key, *kd = k2;
     uint32_t *is = idx, *id = i2;
     for (int pass = 0; pass < 8; pass++) {
-        int sh = pass * 8;
-        if (cnt[pass][(ks[0] >> sh) & 0xff] == n)
+        size_t total0 = 0; /* keys whose digit equals the first key's */
+        int d0 = (int)((ks[0] >> (pass * 8)) & 0xff);
+        for (int t = 0; t < nt; t++)
+            total0 += P[t].cnt[pass][d0];
+        if (total0 == n)
             continue; /* one digit value for every key */
-        size_t at[256], sum = 0;
-        for (int d = 0; d < 256; d++) {
-            at[d] = sum;
-            sum += cnt[pass][d];
+        for (int t = 0; t < nt; t++) {
+            P[t].ks = ks;
+            P[t].is = is;
+            P[t].kd = kd;
+            P[t].id = id;
+            P[t].sh = pass * 8;
         }
-        for (size_t i = 0; i < n; i++) {
-            size_t to = at[(ks[i] >> sh) & 0xff]++;
-            kd[to] = ks[i];
-            id[to] = is[i];
-        }
+        /* The slices hold other keys after each pass: count them again (one thread: the
+         * histogram of the first read is still the slice's). */
+        if (nt > 1)
+            radix_run(P, nt, radix_count_one);
+        else
+            memcpy(P[0].one, P[0].cnt[pass], sizeof P[0].one);
+        size_t sum = 0;
+        for (int d = 0; d < 256; d++)
+            for (int t = 0; t < nt; t++) {
+                P[t].at[d] = sum;
+                sum += P[t].one[d];
+            }
+        radix_run(P, nt, radix_move);
         uint64_t *tk = ks;
         ks = kd;
         kd = tk;
@@ -144,7 +226,7 @@ static int radix64(uint64_t *key, uint32_t *idx, size_t n)
     }
     free(k2);
     free(i2);
-    free(cnt);
+    free(P);
     return 0;
 }
 
@@ -159,7 +241,7 @@ static int cmp_row(const void *a, const void *b, void *rows)
            (*(const uint32_t *)a < *(const uint32_t *)b);
 }
 
-mn_status mn_sort_index(const mn_coords *co, uint32_t *idx)
+mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads)
 {
     size_t n = co->n;
     if (n > UINT32_MAX)
@@ -178,18 +260,20 @@ mn_status mn_sort_index(const mn_coords *co, uint32_t *idx)
     if (!k)
         return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
     mn_keys64(co, &L, k);
-    int rc = radix64(k, idx, n);
+    int rc = radix64(k, idx, n, mn_threads(threads));
     free(k);
     return rc < 0 ? mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n) : MN_OK;
 }
 
-mn_status mn_sort(mn_coords *co, uint32_t *perm)
+mn_status mn_sort(mn_coords *co, uint32_t *perm) { return mn_sort_threads(co, perm, 0); }
+
+mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads)
 {
     size_t n = co->n;
     uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
     if (!idx)
         return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
-    mn_status st = mn_sort_index(co, idx);
+    mn_status st = mn_sort_index(co, idx, threads);
     if (st != MN_OK) {
         free(idx);
         return st;
@@ -246,7 +330,7 @@ mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *ou
     mn_coords all = {c, in->n};
     uint32_t *perm = malloc((in->n ? in->n : 1) * sizeof *perm);
     int32_t *tmp = malloc((in->n ? in->n : 1) * 4 * sizeof *tmp);
-    mn_status st = perm && tmp ? mn_sort_index(&all, perm) : mn_fail(MN_ENOMEM, "out of memory");
+    mn_status st = perm && tmp ? mn_sort_index(&all, perm, 1) : mn_fail(MN_ENOMEM, "out of memory");
     if (st != MN_OK || !perm || !tmp) {
         free(perm);
         free(tmp);

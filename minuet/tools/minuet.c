@@ -232,7 +232,7 @@ static int cmd_bench_kmap(const opts *o)
             memcpy(c.c, sh.c, co.n * 16);
             double t0 = now();
             mn_kmap km;
-            if (mn_sort(&c, NULL) != MN_OK)
+            if (mn_sort_threads(&c, NULL, o->threads) != MN_OK)
                 break;
             double t1 = now();
             if (mn_kmap_build(&c, &c, o->K, 1, 1, m ? MN_HASH : MN_SORT, o->threads, &km) != MN_OK)

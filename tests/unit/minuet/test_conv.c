@@ -246,27 +246,30 @@ static int cmp4(const void *a, const void *b)
 }
 
 /* The radix sort against qsort, for key widths from one digit to most of 64 bits (so both
- * even and odd numbers of non-trivial passes), negative coordinates included; the
- * permutation maps sorted rows back to the input rows. */
+ * even and odd numbers of non-trivial passes), negative coordinates included, with 1, 2 and
+ * 3 threads; the permutation maps sorted rows back to the input rows. */
 Test(sort, radix_matches_qsort_for_every_width)
 {
     static const int spans[] = {3, 200, 5000, 1 << 20, 1 << 30};
-    for (size_t w = 0; w < sizeof spans / sizeof spans[0]; w++) {
-        size_t n = 20000;
+    for (size_t w = 0; w < 3 * sizeof spans / sizeof spans[0]; w++) {
+        /* 1, 2 and 3 threads; the threaded passes start at 65536 keys */
+        int threads = (int)(w % 3) + 1;
+        size_t n = threads == 1 ? 20000 : 150000 + (size_t)threads;
         mn_coords c = {malloc(n * 16), n};
         for (size_t i = 0; i < n; i++) { /* distinct: the row number is in x */
             c.c[4 * i] = (int32_t)(rnd() % 3);
             c.c[4 * i + 1] = (int32_t)i - 7000;
-            c.c[4 * i + 2] = (int32_t)(rnd() % (uint32_t)spans[w]) - spans[w] / 2;
-            c.c[4 * i + 3] = (int32_t)(rnd() % (uint32_t)spans[w]) - spans[w] / 2;
+            int span = spans[w / 3];
+            c.c[4 * i + 2] = (int32_t)(rnd() % (uint32_t)span) - span / 2;
+            c.c[4 * i + 3] = (int32_t)(rnd() % (uint32_t)span) - span / 2;
         }
         int32_t *orig = malloc(n * 16), *want = malloc(n * 16);
         memcpy(orig, c.c, n * 16);
         memcpy(want, c.c, n * 16);
         qsort(want, n, 16, cmp4);
         uint32_t *perm = malloc(n * sizeof *perm);
-        cr_assert_eq(mn_sort(&c, perm), MN_OK, "%s", mn_last_error());
-        cr_assert_eq(memcmp(c.c, want, n * 16), 0, "span %d", spans[w]);
+        cr_assert_eq(mn_sort_threads(&c, perm, threads), MN_OK, "%s", mn_last_error());
+        cr_assert_eq(memcmp(c.c, want, n * 16), 0, "span %d, %d threads", spans[w / 3], threads);
         for (size_t i = 0; i < n; i++)
             cr_assert_eq(memcmp(c.c + 4 * i, orig + 4 * (size_t)perm[i], 16), 0);
         free(perm);
