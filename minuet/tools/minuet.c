@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -311,7 +312,8 @@ static int cmd_bench(const opts *o)
     for (size_t i = 0; i < ny * (size_t)cy; i++)
         sum += y[i];
     printf("%s on %zu points -> %zu voxels (%g), widths %d,%d,%d,%d,%d, %d threads, maps %s:\n",
-           o->net, cl.n, co.n, o->voxel, w[0], w[1], w[2], w[3], w[4], o->threads,
+           o->net, cl.n, co.n, o->voxel, w[0], w[1], w[2], w[3], w[4],
+           o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
            o->method == MN_SORT ? "sort" : "hash");
     printf("  %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, gather %.3f s, GEMM %.3f s, "
            "scatter %.3f s, other %.3f s; output %zu x %d (checksum %.6g)\n",
