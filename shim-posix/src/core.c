@@ -807,26 +807,34 @@ static void flush_inode(sf_inode *i)
     pthread_mutex_unlock(&i->mu);
 }
 
-/* One pass over every inode with logged data. */
+/* One pass over every inode with logged data: all of them are pinned in one scan and then
+ * flushed, so an inode that stays dirty (new writes, a failed fsync) cannot make the pass
+ * start over and starve the others. */
 static void flush_all(void)
 {
-    sf_inode *todo[256];
-    int n;
-    do {
-        n = 0;
-        pthread_mutex_lock(&G.mu);
-        for (int b = 0; b < INODE_BUCKETS && n < 256; b++)
-            for (sf_inode *i = G.inodes[b]; i && n < 256; i = i->hnext)
-                if (i->ncl_dirty) {
-                    i->pins++;
-                    todo[n++] = i;
-                }
-        pthread_mutex_unlock(&G.mu);
-        for (int k = 0; k < n; k++) {
-            flush_inode(todo[k]);
-            inode_unpin(todo[k]);
-        }
-    } while (n == 256);
+    pthread_mutex_lock(&G.mu);
+    size_t n = 0, cap = 0;
+    for (int b = 0; b < INODE_BUCKETS; b++)
+        for (sf_inode *i = G.inodes[b]; i; i = i->hnext)
+            cap += i->ncl_dirty;
+    /* an array of pointers: sizeof *todo is meant */
+    sf_inode **todo = cap ? malloc(cap * sizeof *todo) : NULL; // NOLINT(bugprone-sizeof-expression)
+    for (int b = 0; todo && b < INODE_BUCKETS; b++)
+        for (sf_inode *i = G.inodes[b]; i; i = i->hnext)
+            if (i->ncl_dirty) {
+                i->pins++;
+                todo[n++] = i;
+            }
+    pthread_mutex_unlock(&G.mu);
+    if (cap && !todo) {
+        rt_log(&G.lg, RT_LOG_WARN, "flusher: out of memory for %zu inodes; next pass", cap);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        flush_inode(todo[k]);
+        inode_unpin(todo[k]);
+    }
+    free(todo);
     STAT_ADD(flushes, 1);
 }
 

@@ -12,6 +12,8 @@
  *   sf-io rename FROM TO      append + fsync FROM, rename to TO, append + fsync TO
  *   sf-io unlink FILE         append + fsync FILE, unlink it
  *   sf-io truncate FILE       append 300 + fsync, ftruncate to 100, append 50 + fsync
+ *   sf-io many DIR N          N files DIR/f0.. each append 100 + fsync, all kept open, then
+ *                             0.5 s for the flusher
  * Byte j of the k-th 100-byte append is 'a' + (k + j) % 26. Exit 0 when every call worked.
  */
 #include <errno.h>
@@ -71,6 +73,21 @@ int main(int argc, char **argv)
             sync_or_die(fd);
         }
         close(fd);
+    } else if (strcmp(s, "many") == 0) {
+        int *fds = calloc((size_t)n, sizeof *fds);
+        char name[4096];
+        for (int k = 0; fds && k < n; k++) {
+            snprintf(name, sizeof name, "%s/f%d", path, k);
+            fds[k] = open_append(name, 0);
+            append100(fds[k]);
+            sync_or_die(fds[k]);
+        }
+        if (!fds)
+            die("calloc");
+        usleep(500000);
+        for (int k = 0; k < n; k++)
+            close(fds[k]);
+        free(fds);
     } else if (strcmp(s, "bulk") == 0) {
         int fd = open_append(path, 0);
         char *b = calloc(1, 102400);
