@@ -115,7 +115,8 @@ typedef enum mn_net_kind { MN_RESNET21 = 0, MN_UNET42 = 1 } mn_net_kind;
 typedef struct mn_net mn_net;
 
 typedef struct mn_net_stats {
-    double map_s, gather_s, gemm_s, scatter_s, other_s, total_s;
+    double map_s, gather_s, gemm_s, scatter_s, total_s;
+    double other_s; /* the rest of total_s: ReLU, skips, concatenation, checks, allocation */
     size_t convs, pairs;
 } mn_net_stats;
 

@@ -164,9 +164,7 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
     if (s == MN_OK) {
         R->st->convs++;
         R->st->pairs += m->total;
-        double t0 = mn_seconds();
         relu(*y, n_out * (size_t)l->cout);
-        R->st->other_s += mn_seconds() - t0;
     } else {
         free(*y);
         *y = NULL;
@@ -300,6 +298,7 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
     st->gemm_s = R.times.gemm;
     st->scatter_s = R.times.scatter;
     st->total_s = mn_seconds() - t_start;
+    st->other_s = st->total_s - st->map_s - st->gather_s - st->gemm_s - st->scatter_s;
     if (s != MN_OK) {
         free(x);
         if (last > 0)

@@ -318,7 +318,7 @@ static int cmd_bench(const opts *o)
     printf("  %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, gather %.3f s, GEMM %.3f s, "
            "scatter %.3f s, other %.3f s; output %zu x %d (checksum %.6g)\n",
            st.convs, st.pairs, st.total_s, st.map_s, st.gather_s, st.gemm_s, st.scatter_s,
-           st.total_s - st.map_s - st.gather_s - st.gemm_s - st.scatter_s, ny, cy, sum);
+           st.other_s, ny, cy, sum);
     for (int m = 0; m < 2; m++) { /* the level-0 map alone, both ways */
         mn_kmap km;
         double t0 = now();

@@ -346,6 +346,13 @@ Test(net, resnet21_unet42_shapes_and_equivariance)
         mn_net_stats st, st2;
         float *y = net_run(net, &c, f, MN_SORT, 2, &n, &ch, &st);
         cr_assert_eq(st.convs, kind ? 42u : 21u);
+        cr_assert(st.map_s > 0 && st.gather_s > 0 && st.gemm_s > 0 && st.scatter_s > 0 &&
+                      st.other_s >= 0,
+                  "stage times %g %g %g %g %g", st.map_s, st.gather_s, st.gemm_s, st.scatter_s,
+                  st.other_s);
+        cr_assert(fabs(st.map_s + st.gather_s + st.gemm_s + st.scatter_s + st.other_s -
+                       st.total_s) < 1e-9,
+                  "the stages add up to the total");
         cr_assert_eq(ch, kind ? widths[0] : widths[4]);
         if (kind == MN_UNET42)
             cr_assert_eq(n, c.n, "UNet-42 ends at full resolution");
