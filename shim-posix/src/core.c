@@ -819,8 +819,10 @@ static void flush_all(void)
             cap += i->ncl_dirty;
     /* an array of pointers: sizeof *todo is meant */
     sf_inode **todo = cap ? malloc(cap * sizeof *todo) : NULL; // NOLINT(bugprone-sizeof-expression)
-    for (int b = 0; todo && b < INODE_BUCKETS; b++)
-        for (sf_inode *i = G.inodes[b]; i; i = i->hnext)
+    /* ncl_dirty changes under the inode's lock, not G.mu: more may be dirty by now; those
+     * wait for the next pass. */
+    for (int b = 0; todo && b < INODE_BUCKETS && n < cap; b++)
+        for (sf_inode *i = G.inodes[b]; i && n < cap; i = i->hnext)
             if (i->ncl_dirty) {
                 i->pins++;
                 todo[n++] = i;
