@@ -1,1 +1,29 @@
-# dynapipe/module.mk: nothing is built here yet; see dynapipe/README.md.
+# dynapipe/module.mk: DynaPipe, the micro-batch planner: libdynapipe.a (the unit tests and the
+# tool link it) and libdynapipe.so (the Python executor of the next issue loads it). Every
+# dynapipe/src/*.c goes into both.
+DP_SRCS   := $(wildcard dynapipe/src/*.c)
+DP_OBJS   := $(DP_SRCS:%.c=$(BUILD)/obj/%.o)
+DP_LIB    := $(BUILD)/lib/libdynapipe.a
+DP_SO     := $(BUILD)/lib/libdynapipe.so
+DP_LDLIBS := -lm
+
+# The public API (dynapipe.h) is exported from the .so: dynapipe objects build with default
+# visibility; dynapipe/src/internal.h marks what the sources share as hidden.
+$(BUILD)/obj/dynapipe/%.o: CPPFLAGS += -Idynapipe/include
+$(BUILD)/obj/dynapipe/%.o: CFLAGS += -fvisibility=default
+
+$(DP_LIB): $(DP_OBJS)
+	@mkdir -p $(@D)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(DP_SO): $(DP_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(DP_LDLIBS)
+
+ALL_TARGETS += $(DP_LIB) $(DP_SO)
+LINT_SRCS   += $(DP_SRCS)
+
+# Unit tests under tests/unit/dynapipe, and the fuzz targets of the two file parsers.
+dynapipe_TEST_DEPS   := $(DP_LIB) $(RT_LIB)
+dynapipe_TEST_LDLIBS := $(RT_LDLIBS)
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Idynapipe/include
