@@ -188,7 +188,7 @@ typedef struct dp_mb_eval {
     double fwd_ms[DP_MAX_STAGES]; /* per stage */
     double bwd_ms[DP_MAX_STAGES];
     double stored_mb[DP_MAX_STAGES]; /* activation kept until the backward */
-    double peak_mb[DP_MAX_STAGES];   /* transient peak of the forward (includes stored) */
+    double peak_mb[DP_MAX_STAGES];   /* transient peak of the forward above what is stored */
     double comm_ms;                  /* one activation (or gradient) transfer between stages */
     char why[160];                   /* why infeasible */
 } dp_mb_eval;

@@ -1,0 +1,313 @@
+/* partition.c: the exact micro-batch DP of the design note. The ordered samples are cut into
+ * contiguous micro-batches minimising (S - 1) * T_max + f_T(N) / D, where f_T(n) =
+ * min_i f_T(i) + c(i, n) over micro-batches [i, n) with c(i, n) <= T_max that fit the memory
+ * limit, and c is the slowest stage's forward + backward time of the padded micro-batch.
+ *
+ * Sections: the cost table, one DP for a bound T, the walk over T_max candidates.
+ *
+ * Why the walk is exact: T_max candidates are the finite c(i, n). Starting from T = infinity,
+ * each DP returns f_T(N) and the largest cost T_u on its optimal path; every bound in
+ * [T_u, T] gives the same f, so the next bound tried is the largest candidate below T_u.
+ * The walk stops when (S - 1) * T_min + f_T(N) / D cannot beat the best objective (f only
+ * grows as T shrinks; T_min is the smallest feasible bottleneck, from a min-max DP). For the
+ * optimal partition P* with bottleneck M*, the last bound tried that is >= M* has f <= cost
+ * of P* and T_u <= M* (else M* itself would have been tried next), so its objective is
+ * optimal; a stop by the bound means the best found already is <= P*'s. tmax_tol > 0 steps
+ * to the largest candidate below T_u * (1 - tol) instead: faster, within that factor. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- the cost table ---------------------------------------------------------------------- */
+
+/* c(e - k, e) for k = 1..w[e] at c[off[e] + k - 1]; INFINITY where infeasible. */
+typedef struct cost_table {
+    size_t n;
+    size_t *off, *w;
+    double *c;
+    size_t used, cap;
+    size_t first_bad; /* a sample that is infeasible alone, or n */
+    char why[160];
+} cost_table;
+
+static dp_status table_push(cost_table *t, double c)
+{
+    if (t->used == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 1024;
+        double *nc = realloc(t->c, cap * sizeof *nc);
+        if (!nc)
+            return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
+        t->c = nc;
+        t->cap = cap;
+    }
+    t->c[t->used++] = c;
+    return DP_OK;
+}
+
+static void padded(const dp_cost_model *cm, const dp_config *cfg, int max_in, int max_tgt, int *pin,
+                   int *ptgt)
+{
+    if (dp_cost_model_encdec(cm)) {
+        *pin = dp_pad(max_in, cfg->pad_multiple);
+        *ptgt = dp_pad(max_tgt, cfg->pad_multiple);
+    } else {
+        *pin = dp_pad(max_in + max_tgt, cfg->pad_multiple);
+        *ptgt = 0;
+    }
+}
+
+/* Extending a micro-batch to the left only adds a sample and raises maxima, so with a
+ * monotone cost model the first infeasible extension ends the row. */
+static dp_status table_build(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
+                             const dp_sample *s, size_t n, cost_table *t)
+{
+    memset(t, 0, sizeof *t);
+    t->n = n;
+    t->first_bad = n;
+    t->off = calloc(n + 1, sizeof *t->off);
+    t->w = calloc(n + 1, sizeof *t->w);
+    if (!t->off || !t->w)
+        return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
+    bool stop_early = dp_cost_model_monotone(cm);
+    dp_mb_eval ev;
+    for (size_t e = 1; e <= n; e++) {
+        t->off[e] = t->used;
+        int max_in = 0, max_tgt = 0;
+        for (size_t k = 1; k <= e; k++) {
+            const dp_sample *x = &s[e - k];
+            max_in = x->input_len > max_in ? x->input_len : max_in;
+            max_tgt = x->target_len > max_tgt ? x->target_len : max_tgt;
+            int pin, ptgt;
+            padded(cm, cfg, max_in, max_tgt, &pin, &ptgt);
+            dp_mb_evaluate(cm, cfg, rc, (int)k, pin, ptgt, &ev);
+            if (!ev.feasible && k == 1 && t->first_bad == n) {
+                t->first_bad = e - 1;
+                memcpy(t->why, ev.why, sizeof t->why);
+            }
+            if (!ev.feasible && stop_early)
+                break;
+            dp_status st = table_push(t, ev.feasible ? ev.cost_ms : INFINITY);
+            if (st != DP_OK)
+                return st;
+            t->w[e] = k;
+        }
+    }
+    return DP_OK;
+}
+
+static void table_free(cost_table *t)
+{
+    free(t->off);
+    free(t->w);
+    free(t->c);
+}
+
+/* ---- one DP for a bound T ---------------------------------------------------------------- */
+
+typedef struct dp_state {
+    double *f, *u; /* f_T(e) and the largest micro-batch cost on its path */
+    size_t *arg;   /* the micro-batch length k that ends the path at e */
+} dp_state;
+
+static void run_dp(const cost_table *t, double T, dp_state *d)
+{
+    d->f[0] = 0;
+    d->u[0] = 0;
+    for (size_t e = 1; e <= t->n; e++) {
+        double best = INFINITY, bu = INFINITY;
+        size_t bk = 0;
+        const double *row = t->c + t->off[e];
+        for (size_t k = 1; k <= t->w[e]; k++) {
+            double c = row[k - 1], prev = d->f[e - k];
+            if (c > T || prev == INFINITY)
+                continue;
+            double v = prev + c, uu = fmax(d->u[e - k], c);
+            if (v < best || (v == best && uu < bu)) {
+                best = v;
+                bu = uu;
+                bk = k;
+            }
+        }
+        d->f[e] = best;
+        d->u[e] = bu;
+        d->arg[e] = bk;
+    }
+}
+
+/* The smallest achievable bottleneck: g(e) = min_k max(g(e - k), c(e - k, e)). */
+static double min_bottleneck(const cost_table *t, double *g)
+{
+    g[0] = 0;
+    for (size_t e = 1; e <= t->n; e++) {
+        g[e] = INFINITY;
+        const double *row = t->c + t->off[e];
+        for (size_t k = 1; k <= t->w[e]; k++)
+            g[e] = fmin(g[e], fmax(g[e - k], row[k - 1]));
+    }
+    return g[t->n];
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* Finite costs, sorted descending, unique. */
+static double *candidates(const cost_table *t, size_t *m)
+{
+    double *v = malloc((t->used ? t->used : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < t->used; i++)
+        if (t->c[i] != INFINITY)
+            v[k++] = t->c[i];
+    qsort(v, k, sizeof *v, cmp_desc);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || v[u - 1] != v[i])
+            v[u++] = v[i];
+    *m = u;
+    return v;
+}
+
+/* The first index of the descending list with a value < x (m when none). */
+static size_t first_below(const double *v, size_t m, double x)
+{
+    size_t lo = 0, hi = m;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (v[mid] < x)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* ---- the walk over T_max candidates ---------------------------------------------------- */
+
+static dp_status keep_cuts(const dp_state *d, size_t n, dp_partition *out)
+{
+    size_t cnt = 0;
+    for (size_t e = n; e > 0; e -= d->arg[e])
+        cnt++;
+    size_t *cut = malloc((cnt + 1) * sizeof *cut);
+    if (!cut)
+        return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
+    size_t k = cnt;
+    cut[k] = n;
+    for (size_t e = n; e > 0; e -= d->arg[e])
+        cut[--k] = e - d->arg[e];
+    free(out->cut);
+    out->cut = cut;
+    out->n_mb = cnt;
+    return DP_OK;
+}
+
+static dp_status walk(const cost_table *t, const dp_config *cfg, dp_state *d, double t_min,
+                      dp_partition *out)
+{
+    size_t m;
+    double *cand = candidates(t, &m);
+    if (!cand)
+        return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
+    double S1 = cfg->stages - 1, D = cfg->dp_size, best = INFINITY, T = INFINITY;
+    dp_status st = DP_OK;
+    for (;;) {
+        run_dp(t, T, d);
+        out->candidates++;
+        double f = d->f[t->n], tu = d->u[t->n];
+        if (f == INFINITY)
+            break;
+        double obj = S1 * tu + f / D;
+        if (obj < best) {
+            best = obj;
+            out->objective_ms = obj;
+            out->t_max_ms = tu;
+            out->sum_ms = f;
+            if ((st = keep_cuts(d, t->n, out)) != DP_OK)
+                break;
+        }
+        if (S1 * t_min + f / D >= best)
+            break;
+        size_t i = first_below(cand, m, tu * (1 - cfg->tmax_tol));
+        if (i == m || cand[i] < t_min)
+            break;
+        T = cand[i];
+    }
+    free(cand);
+    return st;
+}
+
+void dp_partition_free(dp_partition *p)
+{
+    free(p->cut);
+    memset(p, 0, sizeof *p);
+}
+
+dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
+                          const dp_sample *ordered, size_t n, dp_partition *out)
+{
+    memset(out, 0, sizeof *out);
+    out->rc = rc;
+    if (n == 0)
+        return dp_fail(DP_EEMPTY, "empty batch: nothing to partition");
+    if (!dp_cost_model_has_rc(cm, rc))
+        return dp_fail(DP_EGRID, "%s has no profile for recompute %s", dp_cost_model_name(cm),
+                       dp_rc_name(rc));
+    cost_table t;
+    dp_status st = table_build(cm, cfg, rc, ordered, n, &t);
+    dp_state d = {calloc(n + 1, sizeof(double)), calloc(n + 1, sizeof(double)),
+                  calloc(n + 1, sizeof(size_t))};
+    if (st == DP_OK && (!d.f || !d.u || !d.arg))
+        st = dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
+    if (st == DP_OK && t.first_bad < n)
+        st = dp_fail(DP_EINFEASIBLE, "sample at position %zu (input %d, target %d) alone: %s",
+                     t.first_bad, ordered[t.first_bad].input_len, ordered[t.first_bad].target_len,
+                     t.why);
+    if (st == DP_OK) {
+        double t_min = min_bottleneck(&t, d.f);
+        st = walk(&t, cfg, &d, t_min, out);
+        if (st == DP_OK && !out->cut)
+            st = dp_fail(DP_EINFEASIBLE, "no feasible partition (recompute %s)", dp_rc_name(rc));
+    }
+    free(d.f);
+    free(d.u);
+    free(d.arg);
+    table_free(&t);
+    if (st != DP_OK)
+        dp_partition_free(out);
+    return st;
+}
+
+dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *ordered,
+                            size_t n, dp_partition *out)
+{
+    memset(out, 0, sizeof *out);
+    dp_status last =
+        dp_fail(DP_EINVAL, "no recompute mode selected is profiled by %s", dp_cost_model_name(cm));
+    for (int rc = 0; rc < DP_RC_COUNT; rc++) {
+        if (!(cfg->rc_mask & (1u << rc)) || !dp_cost_model_has_rc(cm, (dp_rc)rc))
+            continue;
+        dp_partition p;
+        dp_status st = dp_partition_rc(cm, cfg, (dp_rc)rc, ordered, n, &p);
+        if (st != DP_OK) {
+            last = st;
+            continue;
+        }
+        if (!out->cut || p.objective_ms < out->objective_ms) {
+            size_t cands = out->candidates + p.candidates;
+            dp_partition_free(out);
+            *out = p;
+            out->candidates = cands;
+        } else {
+            out->candidates += p.candidates;
+            dp_partition_free(&p);
+        }
+    }
+    return out->cut ? DP_OK : last;
+}
