@@ -1,6 +1,6 @@
 # minuet/module.mk: Minuet, sparse convolution with sort-based kernel maps: libminuet.a (the
 # unit tests and tools link it) and libminuet.so (the Python package and the spconv hook load
-# it). Every minuet/src/*.c goes into both.
+# it). Every minuet/src/*.c goes into both; the .so carries the runtime (env parsing) inside.
 MN_SRCS    := $(wildcard minuet/src/*.c)
 MN_OBJS    := $(MN_SRCS:%.c=$(BUILD)/obj/%.o)
 MN_LIB     := $(BUILD)/lib/libminuet.a
@@ -17,9 +17,9 @@ $(MN_LIB): $(MN_OBJS)
 	rm -f $@ && $(AR) rcs $@ $^
 
 # No -Wl,-z,defs: the tree may be partial while the other minuet sources land.
-$(MN_SO): $(MN_OBJS)
+$(MN_SO): $(MN_OBJS) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(MN_LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
 
 ALL_TARGETS += $(MN_LIB) $(MN_SO)
 LINT_SRCS   += $(MN_SRCS)
@@ -28,11 +28,12 @@ LINT_SRCS   += $(MN_SRCS)
 minuet_TEST_DEPS   := $(MN_LIB) $(RT_LIB)
 minuet_TEST_LDLIBS := $(RT_LDLIBS) -lopenblas
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Iminuet/include
-$(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply: $(MN_LIB)
+$(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: $(MN_LIB)
+$(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lopenblas # libminuet after the runtime it uses
 
 # The minuet command.
-$(BUILD)/bin/minuet: $(BUILD)/obj/minuet/tools/minuet.o $(MN_LIB)
+$(BUILD)/bin/minuet: $(BUILD)/obj/minuet/tools/minuet.o $(MN_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(MN_LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
 ALL_TARGETS += $(BUILD)/bin/minuet
 LINT_SRCS   += minuet/tools/minuet.c

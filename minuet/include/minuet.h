@@ -75,6 +75,7 @@ void mn_kmap_free(mn_kmap *map);
 /* Seconds spent in each stage, added up over calls (optional). */
 typedef struct mn_conv_times {
     double gather, gemm, scatter;
+    double tune; /* autotuning: timing the candidates, once per layer shape */
 } mn_conv_times;
 
 /* Scratch memory for the gathered rows and GEMM results, kept across convolutions so a
@@ -86,12 +87,26 @@ typedef struct mn_workspace {
 } mn_workspace;
 void mn_workspace_free(mn_workspace *ws);
 
+#define MN_DEFAULT_GROUP_THRESHOLD 0.25
+#define MN_DEFAULT_TILE_ROWS       256
+
 typedef struct mn_conv_opts {
     double group_threshold; /* padding overhead allowed when grouping GEMMs (default 0.25) */
     int threads;            /* <= 0: all cores */
     bool transposed;        /* use the map the other way: outputs gather, inputs receive */
     mn_conv_times *times;   /* NULL, or where to add the stage times */
     mn_workspace *ws;       /* NULL (allocate per call), or scratch reused across calls */
+    /* A group whose largest GEMM has at most batch_rows rows runs its GEMMs concurrently,
+     * one whole GEMM per thread (the CPU form of a batched GEMM); 0: never. */
+    size_t batch_rows;
+    /* The scatter tile: output rows (0: MN_DEFAULT_TILE_ROWS) x channels (0: all). */
+    size_t tile_rows;
+    int tile_channels;
+    /* Pick group_threshold, batch_rows and the tile by timing candidates on a sample of this
+     * layer, once per layer shape and device (the fields above are then ignored). Off when
+     * MINUET_TUNE=off; kept across runs in MINUET_TUNE_CACHE. The result is the same bits
+     * whatever is picked. */
+    bool autotune;
 } mn_conv_opts;
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be
@@ -100,6 +115,31 @@ typedef struct mn_conv_opts {
  * thread count. */
 mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
                   const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o);
+
+/* ---- configuration and autotuning ------------------------------------------------------ */
+
+/* Read MINUET_DEVICE (cpu|cuda|auto, default auto), MINUET_TUNE (on|off, default on) and
+ * MINUET_TUNE_CACHE (a JSON file; unset: tuning kept in this process) once. MN_EINVAL with a
+ * message naming the variable on a malformed value, or for MINUET_DEVICE=cuda while this
+ * library has only the CPU backend. mn_conv with autotune and mn_net_forward call it. */
+mn_status mn_config(void);
+/* The backend in use: "cpu". */
+const char *mn_device(void);
+/* Whether convolutions asking for autotune get it (MINUET_TUNE, default on). */
+bool mn_tune_enabled(void);
+
+/* One tuned layer shape: what was picked, and the sample's time with it and with the
+ * defaults (threshold 0.25, no batching, 256-row tiles). */
+typedef struct mn_tune_entry {
+    double group_threshold;
+    size_t batch_rows, tile_rows;
+    double tuned_ms, default_ms;
+    int tile_channels;
+    bool from_cache; /* loaded from MINUET_TUNE_CACHE rather than timed by this process */
+    char device[160], shape[160];
+} mn_tune_entry;
+/* The choices this process holds (tuned or loaded): copies up to max, returns how many. */
+size_t mn_tune_entries(mn_tune_entry *e, size_t max);
 
 /* ---- networks --------------------------------------------------------------------------- */
 
@@ -116,6 +156,7 @@ typedef struct mn_net mn_net;
 
 typedef struct mn_net_stats {
     double map_s, gather_s, gemm_s, scatter_s, total_s;
+    double tune_s;  /* autotuning the layer shapes not tuned yet (0 once they all are) */
     double other_s; /* the rest of total_s: ReLU, skips, concatenation, checks, allocation */
     size_t convs, pairs;
 } mn_net_stats;
@@ -125,7 +166,8 @@ mn_status mn_net_create(mn_net_kind kind, int in_channels, const int widths[5], 
 void mn_net_free(mn_net *net);
 /* Forward pass on sorted coordinates (tensor stride 1) and features [n, in_channels]. The
  * output (the last stage for ResNet-21, full resolution for UNet-42) is malloc'd:
- * *out [*n_out, *c_out]. Maps are built once per level with `method`. */
+ * *out [*n_out, *c_out]. Maps are built once per level with `method`. Convolutions are
+ * autotuned (mn_conv_opts.autotune) unless MINUET_TUNE=off. */
 mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, mn_method method,
                          int threads, float **out, size_t *n_out, int *c_out, mn_net_stats *st);
 

@@ -3,26 +3,38 @@
  * Padding-efficient grouping (Minuet's third idea): offsets are taken in order of their
  * pair counts; a greedy pass puts neighbours in one group while the padding overhead
  * (max * g - sum) / sum stays under the threshold. On the GPU a group is one zero-padded
- * strided-batched GEMM [g, max, c_in] x W. OpenBLAS has no batched call, so here each
- * offset's GEMM runs on its own count rows (padding would only add work), the offsets of a
- * group are gathered back to back into the workspace in chunks of at most 64 MiB (so a big
- * group does not need a buffer of all its pairs), and the grouping decides the order.
+ * strided-batched GEMM [g, max, c_in] x W. OpenBLAS has no batched call; its CPU form here:
+ * a group's GEMMs run concurrently, one whole GEMM per thread, each on its own count rows
+ * (no padding: it would only add work; the threshold bounds the load imbalance instead) when
+ * the group's largest has at most `batch_rows` rows, and one after another, each split over
+ * all threads by OpenBLAS, otherwise. A group is gathered into the workspace in chunks of
+ * at most 64 MiB (so a big group does not need a buffer of all its pairs).
  *
- * Determinism: groups run in a fixed order and each output row is updated by one thread per
- * offset (an output row appears at most once per offset), so every output element sums its
- * terms in the same order whatever the thread count; OpenBLAS splits M and N, never the
- * K dimension, so its results do not depend on its thread count either.
+ * Gather/scatter tiles (the CPU form of Minuet's autotuned tiles): the scatter of a chunk is
+ * one parallel pass in which each thread owns a range of output rows and walks it in blocks
+ * of `tile_rows` rows (and `tile_channels` channels), adding every offset of the chunk into
+ * the block before moving on, so the block stays in cache; the maps are sorted by the rows
+ * they scatter to, so each offset keeps a cursor and needs no search. tune.c times the
+ * candidates per layer shape.
+ *
+ * Determinism: every output element receives its terms in the fixed offset order (pair
+ * count, then index; the order does not depend on the threshold: groups are runs of it),
+ * each from one thread, and a GEMM's row does not depend on how OpenBLAS splits M and N
+ * (it never splits K), so every threshold, tile and thread count gives the same bits.
+ *
+ * Sections: grouping, parallel regions, the chunk passes (gather, GEMM, scatter), mn_conv.
  */
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <time.h>
-
 #include "internal.h"
 #include "keys.h"
+
+/* ---- grouping ---------------------------------------------------------------------------- */
 
 typedef struct group {
     int first, n; /* positions in the sorted offset order */
@@ -61,56 +73,177 @@ static int make_groups(const mn_kmap *m, double thr, int *order, group *g)
     return ng;
 }
 
-typedef struct part {
-    const int32_t *rows; /* rows to gather from or scatter to */
-    size_t lo, hi;       /* the pair range of this thread */
-    const float *src;
-    float *dst;
-    int c;
-    bool scatter;
-} part;
+/* ---- parallel regions -------------------------------------------------------------------- */
 
-static void *copy_rows(void *arg)
+#define MAX_THREADS 64
+
+typedef void (*region_fn)(void *arg, int t, int nt);
+
+typedef struct region_arg {
+    region_fn fn;
+    void *arg;
+    int t, nt;
+} region_arg;
+
+static void *region_main(void *p)
 {
-    part *p = arg;
-    for (size_t r = p->lo; r < p->hi; r++) {
-        if (!p->scatter) {
-            memcpy(p->dst + r * (size_t)p->c, p->src + (size_t)p->rows[r] * p->c,
-                   (size_t)p->c * sizeof(float));
-        } else {
-            float *o = p->dst + (size_t)p->rows[r] * p->c;
-            const float *s = p->src + r * (size_t)p->c;
-            for (int j = 0; j < p->c; j++)
-                o[j] += s[j];
-        }
-    }
+    region_arg *r = p;
+    r->fn(r->arg, r->t, r->nt);
     return NULL;
 }
 
-/* Gather (scatter=false: dst[r] = src[rows[r]]) or scatter-add (dst[rows[r]] += src[r]) over
- * n rows, split across threads by row ranges. */
-static void move_rows(const int32_t *rows, size_t n, const float *src, float *dst, int c,
-                      bool scatter, int threads)
+/* fn(arg, t, nt) for t in [0, nt), the caller taking t = 0; a part whose thread cannot be
+ * created runs in the caller afterwards (parts are independent by construction). */
+static void region(int nt, region_fn fn, void *arg)
 {
-    if (threads <= 1 || n < 4096) {
-        part p = {rows, 0, n, src, dst, c, scatter};
-        copy_rows(&p);
-        return;
+    nt = nt < 1 ? 1 : nt > MAX_THREADS ? MAX_THREADS : nt;
+    pthread_t th[MAX_THREADS];
+    region_arg ra[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+    for (int i = 1; i < nt; i++) {
+        ra[i] = (region_arg){fn, arg, i, nt};
+        started[i] = pthread_create(&th[i], NULL, region_main, &ra[i]) == 0;
     }
-    pthread_t t[64];
-    part p[64] = {{0}};
-    int nt = threads < 64 ? threads : 64;
-    for (int i = 0; i < nt; i++) {
-        p[i] = (part){
-            rows,   n * (size_t)i / (size_t)nt, n * (size_t)(i + 1) / (size_t)nt, src, dst, c,
-            scatter};
-        if (i > 0)
-            pthread_create(&t[i], NULL, copy_rows, &p[i]);
+    fn(arg, 0, nt);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        else
+            fn(arg, i, nt);
     }
-    copy_rows(&p[0]);
-    for (int i = 1; i < nt; i++)
-        pthread_join(t[i], NULL);
 }
+
+/* ---- the chunk passes -------------------------------------------------------------------- */
+
+/* One chunk: consecutive offsets of a group whose rows are in the workspace together. */
+typedef struct chunk_job {
+    const mn_kmap *map;
+    bool tr;           /* transposed: gather by map->out, scatter by map->in */
+    const int *ks;     /* the chunk's offsets, in order */
+    int n;             /* how many */
+    const size_t *cnt; /* workspace rows per offset (0: the identity offset, or empty) */
+    const size_t *at;  /* [n] workspace row of each chunk offset's first pair */
+    const float *in, *W;
+    float *A, *C, *out; /* gathered rows, GEMM results, the output */
+    int c_in, c_out;
+    size_t n_out, tile_rows;
+    int tile_ch;
+    int xa, xb;      /* the scatter pass's offsets: a run of the chunk without the identity */
+    atomic_int next; /* the batched GEMM's next offset */
+    size_t *cursor;  /* [nt * n] scatter cursors */
+} chunk_job;
+
+static const int32_t *gather_rows(const chunk_job *J, int k)
+{
+    return J->tr ? J->map->out[k] : J->map->in[k];
+}
+
+static const int32_t *scatter_rows(const chunk_job *J, int k)
+{
+    return J->tr ? J->map->in[k] : J->map->out[k];
+}
+
+static const float *weights(const chunk_job *J, int k)
+{
+    return J->W + (size_t)k * (size_t)J->c_in * (size_t)J->c_out;
+}
+
+/* Each thread copies its share of every offset's rows into A. */
+static void gather_part(void *arg, int t, int nt)
+{
+    chunk_job *J = arg;
+    size_t ci = (size_t)J->c_in;
+    for (int x = 0; x < J->n; x++) {
+        int k = J->ks[x];
+        size_t c = J->cnt[k], lo = c * (size_t)t / (size_t)nt,
+               hi = c * (size_t)(t + 1) / (size_t)nt;
+        const int32_t *rows = gather_rows(J, k);
+        float *dst = J->A + J->at[x] * ci;
+        for (size_t r = lo; r < hi; r++)
+            memcpy(dst + r * ci, J->in + (size_t)rows[r] * ci, ci * sizeof(float));
+    }
+}
+
+static void gemm_one(const chunk_job *J, int x)
+{
+    int k = J->ks[x];
+    if (J->cnt[k])
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)J->cnt[k], J->c_out, J->c_in,
+                    1.0f, J->A + J->at[x] * (size_t)J->c_in, J->c_in, weights(J, k), J->c_out, 0.0f,
+                    J->C + J->at[x] * (size_t)J->c_out, J->c_out);
+}
+
+/* The batched form: threads take whole GEMMs (OpenBLAS single-threaded meanwhile). */
+static void gemm_batched_part(void *arg, int t, int nt)
+{
+    (void)t;
+    (void)nt;
+    chunk_job *J = arg;
+    for (int x; (x = atomic_fetch_add(&J->next, 1)) < J->n;)
+        gemm_one(J, x);
+}
+
+/* First pair of rows[0..n) (ascending) at or after row r. */
+static size_t lower_bound(const int32_t *rows, size_t n, size_t r)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((size_t)rows[mid] < r)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Output rows up to e and channels [c0, c0 + cw) of one offset: the GEMM results of its
+ * pairs from `cur` on, added into out. Returns the cursor past the block. */
+static size_t scatter_block(const chunk_job *J, int x, size_t cur, size_t e, int c0, int cw)
+{
+    int k = J->ks[x];
+    size_t co = (size_t)J->c_out;
+    const int32_t *rows = scatter_rows(J, k);
+    size_t n = J->cnt[k];
+    const float *src = J->C + J->at[x] * co + (size_t)c0;
+    for (; cur < n && (size_t)rows[cur] < e; cur++) {
+        float *o = J->out + (size_t)rows[cur] * co + (size_t)c0;
+        const float *s = src + cur * co;
+        for (int j = 0; j < cw; j++)
+            o[j] += s[j];
+    }
+    return cur;
+}
+
+/* Each thread owns output rows [r0, r1) and walks them in tiles of rows and channels, adding
+ * every offset of the segment [xa, xb) into a tile, in order, before moving on. */
+static void scatter_part(void *arg, int t, int nt)
+{
+    chunk_job *J = arg;
+    size_t r0 = J->n_out * (size_t)t / (size_t)nt, r1 = J->n_out * (size_t)(t + 1) / (size_t)nt;
+    size_t *cur = J->cursor + (size_t)t * 2 * (size_t)J->n, *next = cur + J->n;
+    for (int x = J->xa; x < J->xb; x++)
+        cur[x] = lower_bound(scatter_rows(J, J->ks[x]), J->cnt[J->ks[x]], r0);
+    int cb = J->tile_ch > 0 && J->tile_ch < J->c_out ? J->tile_ch : J->c_out;
+    for (size_t b = r0; b < r1;) {
+        size_t first = r1; /* skip rows no offset of the segment writes */
+        for (int x = J->xa; x < J->xb; x++)
+            if (cur[x] < J->cnt[J->ks[x]] && (size_t)scatter_rows(J, J->ks[x])[cur[x]] < first)
+                first = (size_t)scatter_rows(J, J->ks[x])[cur[x]];
+        b = first > b ? first : b;
+        if (b >= r1)
+            break;
+        size_t e = b + J->tile_rows < r1 ? b + J->tile_rows : r1;
+        for (int c0 = 0; c0 < J->c_out; c0 += cb) /* each channel tile from the same cursors */
+            for (int x = J->xa; x < J->xb; x++)
+                next[x] =
+                    scatter_block(J, x, cur[x], e, c0, J->c_out - c0 < cb ? J->c_out - c0 : cb);
+        memcpy(cur + J->xa, next + J->xa, (size_t)(J->xb - J->xa) * sizeof *cur);
+        b = e;
+    }
+}
+
+/* ---- mn_conv ----------------------------------------------------------------------------- */
 
 /* The chunk of offsets ks[x0 ..) whose rows fit WORKSPACE_CAP floats of `width` each (at
  * least one offset): sets *x1 past its end and returns its row count. */
@@ -125,18 +258,19 @@ static size_t chunk(const size_t *cnt, const int *ks, int x0, int n, size_t widt
     return rows;
 }
 
-mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
-                  const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o)
+/* Arguments that do not fit, and maps that could not come from mn_kmap_build: pairs outside
+ * the arrays, scatter rows not strictly ascending within an offset (the parallel scatter
+ * relies on both). */
+static mn_status check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
+                            size_t n_out, const mn_conv_opts *o)
 {
-    mn_conv_opts def = {.group_threshold = 0.25};
-    if (!o)
-        o = &def;
     if (c_in < 1 || c_out < 1 || !map || map->nk < 1)
         return mn_fail(MN_EINVAL, "channels %d -> %d: both must be at least 1", c_in, c_out);
     if (o->group_threshold < 0 || !isfinite(o->group_threshold))
         return mn_fail(MN_EINVAL, "group threshold %g: accepted a finite value >= 0",
                        o->group_threshold);
-    /* The pairs must point inside the arrays given (a map of other coordinates, say). */
+    if (o->tile_channels < 0)
+        return mn_fail(MN_EINVAL, "tile channels %d: accepted 0 (all) or more", o->tile_channels);
     for (int k = 0; k < map->nk; k++)
         for (size_t p = 0; p < map->count[k]; p++) {
             size_t gi = (size_t)(o->transposed ? map->out[k][p] : map->in[k][p]);
@@ -146,39 +280,147 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
                                "the kernel map refers to row %zu of %zu inputs / %zu of "
                                "%zu outputs: the shapes do not match",
                                gi, n_in, so, n_out);
+            size_t prev = p ? (size_t)(o->transposed ? map->in[k][p - 1] : map->out[k][p - 1]) : 0;
+            if (p && so <= prev)
+                return mn_fail(MN_EINVAL,
+                               "kernel map offset %d: the rows it adds to are not strictly "
+                               "ascending at pair %zu (maps from mn_kmap_build are)",
+                               k, p);
         }
     for (size_t i = 0; i < n_in * (size_t)c_in; i++)
         if (!isfinite(in[i]))
             return mn_fail(MN_ENAN, "feature [%zu, %zu] is %g", i / (size_t)c_in, i % (size_t)c_in,
                            (double)in[i]);
-    for (size_t r = 0; r < n_out; r++)
-        for (int j = 0; j < c_out; j++)
-            out[r * (size_t)c_out + j] = bias ? bias[j] : 0.0f;
-    int threads = mn_threads(o->threads);
-    openblas_set_num_threads(threads);
-    int *order = calloc((size_t)map->nk, sizeof *order);
-    group *g = malloc((size_t)map->nk * sizeof *g);
-    if (!order || !g) {
-        free(order);
-        free(g);
-        return mn_fail(MN_ENOMEM, "out of memory");
-    }
-    int ng = make_groups(map, o->group_threshold, order, g);
-    /* The identity offset (a submanifold map's centre: pair p is (p, p) for every row) needs
-     * no gather and no scatter: its GEMM reads `in` and adds into `out` directly (beta 1),
-     * at its place in the offset order. cnt[k] is the rows an offset puts in the workspace. */
-    size_t *cnt = malloc((size_t)map->nk * sizeof *cnt);
-    if (!cnt) {
-        free(order);
-        free(g);
-        return mn_fail(MN_ENOMEM, "out of memory");
-    }
+    return MN_OK;
+}
+
+/* cnt[k]: the rows offset k puts in the workspace: its pairs, or 0 for the identity offset
+ * (a submanifold map's centre: pair p is (p, p) for every output row), which needs no gather
+ * and no scatter: its GEMM reads `in` and adds into `out` directly (beta 1). */
+static void workspace_rows(const mn_kmap *map, size_t n_out, size_t *cnt)
+{
     for (int k = 0; k < map->nk; k++) {
-        bool ident = map->count[k] == n_in && n_in == n_out;
+        bool ident = map->count[k] == n_out && n_out > 0;
         for (size_t p = 0; ident && p < map->count[k]; p++)
             ident = (size_t)map->in[k][p] == p && (size_t)map->out[k][p] == p;
         cnt[k] = ident ? 0 : map->count[k];
     }
+}
+
+/* Grow the workspace to `bytes`. */
+static mn_status reserve(mn_workspace *ws, size_t bytes)
+{
+    if (ws->buf && ws->size >= bytes)
+        return MN_OK;
+    free(ws->buf);
+    ws->size = 0;
+    ws->buf = malloc(bytes ? bytes : 1);
+    if (!ws->buf) {
+        (void)mn_fail(MN_ENOMEM, "out of memory for a %zu-byte workspace", bytes);
+        return MN_ENOMEM; /* spelt out: the analyzer cannot see mn_fail returns its code */
+    }
+    ws->size = bytes;
+    return MN_OK;
+}
+
+/* Threads worth starting for `rows` rows of work (at least 4096 each). */
+static int threads_for(size_t rows, int threads)
+{
+    size_t want = rows / 4096 + 1;
+    return want < (size_t)threads ? (int)want : threads;
+}
+
+/* Gather, GEMMs and scatter of the offsets J->ks[0 .. J->n); adds the stage times. */
+static void run_chunk(chunk_job *J, size_t rows, size_t max_rows, size_t batch_rows, int threads,
+                      double t[3])
+{
+    double t0 = mn_seconds();
+    region(threads_for(rows, threads), gather_part, J);
+    double t1 = mn_seconds();
+    if (threads > 1 && J->n > 1 && max_rows <= batch_rows) { /* the batched form */
+        openblas_set_num_threads(1);
+        atomic_store(&J->next, 0);
+        region(threads < J->n ? threads : J->n, gemm_batched_part, J);
+        openblas_set_num_threads(threads);
+    } else {
+        for (int x = 0; x < J->n; x++)
+            gemm_one(J, x);
+    }
+    double t2 = mn_seconds(), tid = 0;
+    /* Scatter in runs between identity offsets, which run at their place in the order. */
+    for (int xa = 0; xa < J->n;) {
+        int xb = xa;
+        size_t seg = 0;
+        while (xb < J->n && (J->cnt[J->ks[xb]] || J->map->count[J->ks[xb]] == 0))
+            seg += J->cnt[J->ks[xb++]];
+        if (xb > xa) {
+            J->xa = xa;
+            J->xb = xb;
+            region(threads_for(seg, threads), scatter_part, J);
+        }
+        if (xb < J->n) {
+            double ti = mn_seconds();
+            int k = J->ks[xb];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)J->n_out, J->c_out, J->c_in,
+                        1.0f, J->in, J->c_in, weights(J, k), J->c_out, 1.0f, J->out, J->c_out);
+            tid += mn_seconds() - ti;
+            xb++;
+        }
+        xa = xb;
+    }
+    double t3 = mn_seconds();
+    t[0] += t1 - t0;
+    t[1] += t2 - t1 + tid;
+    t[2] += t3 - t2 - tid;
+}
+
+mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
+                  const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o)
+{
+    mn_conv_opts def = {.group_threshold = MN_DEFAULT_GROUP_THRESHOLD};
+    if (!o)
+        o = &def;
+    mn_status s = check_args(map, in, n_in, c_in, c_out, n_out, o);
+    if (s != MN_OK)
+        return s;
+    mn_conv_opts tuned;
+    if (o->autotune && (s = mn_config()) != MN_OK)
+        return s;
+    if (o->autotune && mn_tune_enabled()) {
+        tuned = *o;
+        double t0 = mn_seconds();
+        s = mn_tune_lookup(map, in, c_in, W, c_out, n_out, o, &tuned);
+        if (o->times)
+            o->times->tune += mn_seconds() - t0;
+        if (s != MN_OK)
+            return s;
+        o = &tuned;
+    }
+    return mn_conv_checked(map, in, c_in, W, bias, c_out, out, n_out, o);
+}
+
+mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const float *W,
+                          const float *bias, int c_out, float *out, size_t n_out,
+                          const mn_conv_opts *o)
+{
+    mn_status s = MN_OK;
+    for (size_t r = 0; r < n_out; r++)
+        for (int j = 0; j < c_out; j++)
+            out[r * (size_t)c_out + j] = bias ? bias[j] : 0.0f;
+    int threads = mn_threads(o->threads);
+    threads = threads < MAX_THREADS ? threads : MAX_THREADS;
+    openblas_set_num_threads(threads);
+    int *order = calloc((size_t)map->nk, sizeof *order); /* calloc: the analyzer sees it set */
+    group *g = malloc((size_t)map->nk * sizeof *g);
+    size_t *cnt = malloc((size_t)map->nk * sizeof *cnt), *at = malloc((size_t)map->nk * sizeof *at);
+    size_t *cursor = malloc((size_t)threads * 2 * (size_t)map->nk * sizeof *cursor);
+    mn_workspace local = {0}, *ws = o->ws ? o->ws : &local;
+    if (!order || !g || !cnt || !at || !cursor) {
+        s = mn_fail(MN_ENOMEM, "out of memory");
+        goto done;
+    }
+    int ng = make_groups(map, o->group_threshold, order, g);
+    workspace_rows(map, n_out, cnt);
     /* A group runs in chunks of consecutive offsets whose gathered rows and results fit the
      * workspace cap (at least one offset a chunk), each offset's rows packed after the last. */
     size_t width = (size_t)c_in + (size_t)c_out, biggest = 1;
@@ -188,68 +430,51 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
             biggest = rows > biggest ? rows : biggest;
         }
     /* A: the gathered rows, C: the GEMM results; every row is written before it is read. */
-    size_t na = biggest * (size_t)c_in, nc = biggest * (size_t)c_out;
-    mn_workspace local = {0}, *ws = o->ws ? o->ws : &local;
-    if (!ws->buf || ws->size < (na + nc) * sizeof(float)) {
-        free(ws->buf);
-        ws->size = 0;
-        ws->buf = malloc((na + nc) * sizeof(float));
-        if (!ws->buf) {
-            free(cnt);
-            free(order);
-            free(g);
-            return mn_fail(MN_ENOMEM, "out of memory for %zu gathered rows", biggest);
-        }
-        ws->size = (na + nc) * sizeof(float);
-    }
-    float *A = ws->buf, *C = A + na;
-    double tg = 0, tm = 0, ts = 0;
+    size_t na = biggest * (size_t)c_in;
+    s = reserve(ws, (na + biggest * (size_t)c_out) * sizeof(float));
+    if (s != MN_OK)
+        goto done;
+    chunk_job J = {.map = map,
+                   .tr = o->transposed,
+                   .cnt = cnt,
+                   .at = at,
+                   .in = in,
+                   .W = W,
+                   .A = ws->buf,
+                   .C = (float *)ws->buf + na,
+                   .out = out,
+                   .c_in = c_in,
+                   .c_out = c_out,
+                   .n_out = n_out,
+                   .tile_rows = o->tile_rows ? o->tile_rows : MN_DEFAULT_TILE_ROWS,
+                   .tile_ch = o->tile_channels,
+                   .cursor = cursor};
+    double t[3] = {0, 0, 0};
     for (int gi = 0; gi < ng; gi++)
         for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {
-            const int *ks = order + g[gi].first;
-            chunk(cnt, ks, x0, g[gi].n, width, &x1);
-            double t0 = mn_seconds();
-            size_t at = 0;
-            for (int x = x0; x < x1; at += cnt[ks[x]], x++) /* gather */
-                move_rows(o->transposed ? map->out[ks[x]] : map->in[ks[x]], cnt[ks[x]], in,
-                          A + at * (size_t)c_in, c_in, false, threads);
-            double t1 = mn_seconds();
-            at = 0;
-            for (int x = x0; x < x1; at += cnt[ks[x]], x++)
-                if (cnt[ks[x]])
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cnt[ks[x]], c_out,
-                                c_in, 1.0f, A + at * (size_t)c_in, c_in,
-                                W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out, 0.0f,
-                                C + at * (size_t)c_out, c_out);
-            double t2 = mn_seconds(), tid = 0;
-            at = 0; /* scatter in the fixed offset order: the same sums for every output */
-            for (int x = x0; x < x1; at += cnt[ks[x]], x++) {
-                if (cnt[ks[x]] || map->count[ks[x]] == 0) {
-                    move_rows(o->transposed ? map->in[ks[x]] : map->out[ks[x]], cnt[ks[x]],
-                              C + at * (size_t)c_out, out, c_out, true, threads);
-                    continue;
-                }
-                double ti = mn_seconds(); /* the identity offset, straight into out */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_out, c_out, c_in,
-                            1.0f, in, c_in, W + (size_t)ks[x] * (size_t)c_in * (size_t)c_out, c_out,
-                            1.0f, out, c_out);
-                tid += mn_seconds() - ti;
+            J.ks = order + g[gi].first + x0;
+            size_t rows = chunk(cnt, order + g[gi].first, x0, g[gi].n, width, &x1);
+            J.n = x1 - x0;
+            size_t acc = 0;
+            for (int x = 0; x < J.n; x++) {
+                at[x] = acc;
+                acc += cnt[J.ks[x]];
             }
-            double t3 = mn_seconds();
-            tg += t1 - t0;
-            tm += t2 - t1 + tid;
-            ts += t3 - t2 - tid;
+            run_chunk(&J, rows, g[gi].max, o->batch_rows, threads, t);
         }
     if (o->times) {
-        o->times->gather += tg;
-        o->times->gemm += tm;
-        o->times->scatter += ts;
+        o->times->gather += t[0];
+        o->times->gemm += t[1];
+        o->times->scatter += t[2];
     }
+done:
     free(local.buf);
+    free(cursor);
+    free(at);
     free(cnt);
     free(order);
     free(g);
-    return MN_OK;
+    return s;
 }
 
 void mn_workspace_free(mn_workspace *ws)

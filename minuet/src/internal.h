@@ -6,6 +6,7 @@
 #ifndef MINUET_INTERNAL_H
 #define MINUET_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -24,6 +25,19 @@ mn_status mn_read_file(const char *path, char **buf, size_t *len);
 /* Parse one number token s[0..n) (not NUL-terminated) with strtod: 0 when the whole token is
  * a number, -1 otherwise. Non-finite values are returned; callers decide. */
 int mn_parse_double(const char *s, size_t n, double *v);
+
+/* Autotuning (tune.c): the choice for this layer's shape (tuned on a sample of it when no
+ * choice is held yet) written into *tuned. */
+mn_status mn_tune_lookup(const mn_kmap *map, const float *in, int c_in, const float *W, int c_out,
+                         size_t n_out, const mn_conv_opts *o, mn_conv_opts *tuned);
+/* Parse a tune-cache image into the table (*entries: how many new ones); MN_EFORMAT with
+ * the reason on malformed text. mn_tune_forget empties the table. For fuzzing. */
+mn_status mn_tune_parse(const char *buf, size_t len, size_t *entries);
+void mn_tune_forget(void);
+/* mn_conv after its argument checks (o->autotune ignored): for the tuner's candidates. */
+mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const float *W,
+                          const float *bias, int c_out, float *out, size_t n_out,
+                          const mn_conv_opts *o);
 
 /* Monotonic seconds, for the stage timings. */
 static inline double mn_seconds(void)

@@ -155,7 +155,8 @@ static mn_status apply(run *R, const layer *l, const float *x, float **y)
     *y = malloc((n_out ? n_out : 1) * (size_t)l->cout * sizeof **y);
     if (!*y)
         return mn_fail(MN_ENOMEM, "out of memory for %zu x %d features", n_out, l->cout);
-    mn_conv_opts o = {.group_threshold = 0.25,
+    mn_conv_opts o = {.group_threshold = MN_DEFAULT_GROUP_THRESHOLD,
+                      .autotune = true,
                       .threads = R->threads,
                       .transposed = tr,
                       .times = &R->times,
@@ -218,6 +219,8 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
         return mn_fail(MN_EINVAL, "NULL argument");
     if (in->n == 0)
         return mn_fail(MN_EEMPTY, "no input coordinates");
+    if (mn_config() != MN_OK)
+        return MN_EINVAL;
     *out = NULL;
     memset(st, 0, sizeof *st);
     double t_start = mn_seconds();
@@ -297,8 +300,9 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
     st->gather_s = R.times.gather;
     st->gemm_s = R.times.gemm;
     st->scatter_s = R.times.scatter;
+    st->tune_s = R.times.tune;
     st->total_s = mn_seconds() - t_start;
-    st->other_s = st->total_s - st->map_s - st->gather_s - st->gemm_s - st->scatter_s;
+    st->other_s = st->total_s - st->map_s - st->tune_s - st->gather_s - st->gemm_s - st->scatter_s;
     if (s != MN_OK) {
         free(x);
         if (last > 0)

@@ -33,6 +33,11 @@ static const char usage[] =
     "        [--method sort|hash] [--threads N]\n"
     "        a network forward pass (random weights), per-stage times (map, gather, GEMM,\n"
     "        scatter), and the level-0 map built both ways; default widths 16,32,64,128,256\n"
+    "        run twice: the first run autotunes each layer shape it meets, the second is\n"
+    "        the steady state; then the tuned choices\n"
+    "Environment: MINUET_DEVICE=cpu|cuda|auto (default auto: the CPU backend, the only one\n"
+    "built), MINUET_TUNE=on|off (default on: conv and bench autotune each layer shape),\n"
+    "MINUET_TUNE_CACHE=FILE (JSON; keeps the tuned choices across runs).\n"
     "Options may be given in any order. Exit status: 0 ok, 1 error (a message says why), 2 "
     "usage.\n";
 
@@ -187,7 +192,8 @@ static int cmd_conv(const opts *o)
         memcpy(fs + i * cin, (float *)F.data + (size_t)perm[i] * cin, cin * sizeof *fs);
     mn_kmap m;
     float *y = malloc((out.n ? out.n : 1) * cout * sizeof *y);
-    mn_conv_opts co = {.group_threshold = 0.25, .threads = o->threads};
+    mn_conv_opts co = {
+        .group_threshold = MN_DEFAULT_GROUP_THRESHOLD, .threads = o->threads, .autotune = true};
     if (!y ||
         mn_kmap_build(&in, &out, o->K, o->tstride, o->dilation, MN_SORT, o->threads, &m) != MN_OK ||
         mn_conv(&m, fs, in.n, (int)cin, W.data, NULL, (int)cout, y, out.n, &co) != MN_OK)
@@ -301,24 +307,40 @@ static int cmd_bench(const opts *o)
             f[4 * i + d] = (float)co.c[4 * i + d] * 0.01f;
     }
     mn_net *net;
-    float *y;
+    float *y = NULL;
     size_t ny;
     int cy;
     mn_net_stats st;
-    if (mn_net_create(kind, 4, w, 1, &net) != MN_OK ||
-        mn_net_forward(net, &co, f, o->method, o->threads, &y, &ny, &cy, &st) != MN_OK)
+    if (mn_net_create(kind, 4, w, 1, &net) != MN_OK)
         return fail();
-    double sum = 0;
-    for (size_t i = 0; i < ny * (size_t)cy; i++)
-        sum += y[i];
-    printf("%s on %zu points -> %zu voxels (%g), widths %d,%d,%d,%d,%d, %d threads, maps %s:\n",
+    printf("%s on %zu points -> %zu voxels (%g), widths %d,%d,%d,%d,%d, %d threads, maps %s, "
+           "autotune %s:\n",
            o->net, cl.n, co.n, o->voxel, w[0], w[1], w[2], w[3], w[4],
            o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
-           o->method == MN_SORT ? "sort" : "hash");
-    printf("  %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, gather %.3f s, GEMM %.3f s, "
-           "scatter %.3f s, other %.3f s; output %zu x %d (checksum %.6g)\n",
-           st.convs, st.pairs, st.total_s, st.map_s, st.gather_s, st.gemm_s, st.scatter_s,
-           st.other_s, ny, cy, sum);
+           o->method == MN_SORT ? "sort" : "hash", mn_tune_enabled() ? "on" : "off");
+    /* Twice: the first run tunes the layer shapes it meets (unless cached), the second is
+     * the steady state. */
+    for (int run = 0; run < 2; run++) {
+        free(y);
+        if (mn_net_forward(net, &co, f, o->method, o->threads, &y, &ny, &cy, &st) != MN_OK)
+            return fail();
+        double sum = 0;
+        for (size_t i = 0; i < ny * (size_t)cy; i++)
+            sum += y[i];
+        printf("  %s run: %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, tuning %.3f s, "
+               "gather %.3f s, GEMM %.3f s, scatter %.3f s, other %.3f s; output %zu x %d "
+               "(checksum %.6g)\n",
+               run ? "second" : "first", st.convs, st.pairs, st.total_s, st.map_s, st.tune_s,
+               st.gather_s, st.gemm_s, st.scatter_s, st.other_s, ny, cy, sum);
+    }
+    mn_tune_entry te[64];
+    size_t nt = mn_tune_entries(te, 64);
+    for (size_t i = 0; i < nt && i < 64; i++)
+        printf("  tuned %-52s threshold %-4g batch %-10zu tile %4zu x %-3d sample %.2f ms "
+               "(defaults %.2f ms)%s\n",
+               te[i].shape, te[i].group_threshold, te[i].batch_rows, te[i].tile_rows,
+               te[i].tile_channels, te[i].tuned_ms, te[i].default_ms,
+               te[i].from_cache ? ", from the cache" : "");
     for (int m = 0; m < 2; m++) { /* the level-0 map alone, both ways */
         mn_kmap km;
         double t0 = now();
@@ -438,10 +460,10 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "kmap") == 0)
         return cmd_kmap(&o);
     if (strcmp(cmd, "conv") == 0)
-        return cmd_conv(&o);
+        return mn_config() != MN_OK ? fail() : cmd_conv(&o);
     if (strcmp(cmd, "bench-kmap") == 0)
         return cmd_bench_kmap(&o);
     if (strcmp(cmd, "bench") == 0)
-        return cmd_bench(&o);
+        return mn_config() != MN_OK ? fail() : cmd_bench(&o);
     return usage_err("unknown command");
 }
