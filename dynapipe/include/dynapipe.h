@@ -73,8 +73,10 @@ bool dp_cost_model_has_rc(const dp_cost_model *cm, dp_rc rc);
 /* Largest profiled lengths: encoder (or GPT sequence) and decoder (0 for GPT). */
 int dp_cost_model_max_len(const dp_cost_model *cm, int *max_target);
 /* True when every profiled grid is downward closed (a point present implies every point with
- * smaller or equal coordinates is present) and monotone non-decreasing along each axis; the
- * DP then stops extending a micro-batch at the first infeasible one. */
+ * smaller or equal coordinates is present). Memory grids are always made non-decreasing along
+ * each axis at load (each point raised to the largest value below it: profiled memory is
+ * noisy), so with closed grids feasibility only shrinks as a micro-batch grows and the DP
+ * stops extending a micro-batch at the first infeasible one. */
 bool dp_cost_model_monotone(const dp_cost_model *cm);
 
 /* Per-layer values at (mbs, enc_len, dec_len) by linear interpolation between grid points;
@@ -273,9 +275,10 @@ dp_status dp_simulate(const dp_mb_times *t, int n_mb, int stages, const double *
 /* ---- plans and baselines ----------------------------------------------------------------- */
 
 typedef struct dp_microbatch {
-    size_t *samples; /* indices into the input batch */
+    size_t *samples; /* indices into the input batch (packing: those with tokens in it) */
     size_t n;
-    int padded_input, padded_target;
+    int mbs;                         /* micro-batch size: samples, or rows for packing */
+    int padded_input, padded_target; /* GPT: padded_input is the sequence, target 0 */
     double cost_ms;
     int replica; /* data-parallel replica that runs it */
     dp_mb_times times;
@@ -288,8 +291,10 @@ typedef struct dp_result {
     dp_sched_kind schedule;
     double t_max_ms, objective_ms, iteration_ms, tokens_per_s;
     long real_tokens, padded_tokens; /* padded_tokens: tokens computed, pad included */
-    dp_schedule *sched;              /* one per replica */
-    int replicas;
+    dp_schedule *sched;              /* one per replica; ops name local micro-batches */
+    size_t **replica_mb;             /* per replica: local micro-batch k = mb[replica_mb[r][k]] */
+    size_t *replica_n;
+    int replicas, stages;
     double state_mb[DP_MAX_STAGES];
 } dp_result;
 void dp_result_free(dp_result *r);

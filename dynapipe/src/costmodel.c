@@ -331,22 +331,42 @@ static double cell(const dp_grid *g, int a, int b, int c)
     return g->v[((size_t)a * (size_t)g->n[1] + (size_t)b) * (size_t)g->n[2] + (size_t)c];
 }
 
-/* Downward closed, and (for memory) non-decreasing along every axis. */
-static bool grid_monotone(const dp_grid *g, bool values)
+/* Downward closed: a profiled point implies every point below it was profiled (the profiler
+ * skips configurations that dominate one that ran out of memory, so the real grids are). */
+static bool grid_closed(const dp_grid *g)
 {
     for (int a = 0; a < g->n[0]; a++)
         for (int b = 0; b < g->n[1]; b++)
             for (int c = 0; c < g->n[2]; c++) {
-                double v = cell(g, a, b, c);
-                if (isnan(v))
+                if (isnan(cell(g, a, b, c)))
+                    continue;
+                if ((a && isnan(cell(g, a - 1, b, c))) || (b && isnan(cell(g, a, b - 1, c))) ||
+                    (c && isnan(cell(g, a, b, c - 1))))
+                    return false;
+            }
+    return true;
+}
+
+/* Memory grids are made non-decreasing along every axis (each point raised to the largest
+ * value below it). Profiled memory is noisy (GPT peak activation at 8192 tokens is below the
+ * one at 6144), and a larger micro-batch never needs less memory; the envelope never lowers a
+ * profiled value, and it lets the DP stop extending a micro-batch at the first one that does
+ * not fit. */
+static void grid_envelope(dp_grid *g)
+{
+    for (int a = 0; a < g->n[0]; a++)
+        for (int b = 0; b < g->n[1]; b++)
+            for (int c = 0; c < g->n[2]; c++) {
+                double *v =
+                    &g->v[((size_t)a * (size_t)g->n[1] + (size_t)b) * (size_t)g->n[2] + (size_t)c];
+                if (isnan(*v))
                     continue;
                 double lower[3] = {a ? cell(g, a - 1, b, c) : 0, b ? cell(g, a, b - 1, c) : 0,
                                    c ? cell(g, a, b, c - 1) : 0};
                 for (int k = 0; k < 3; k++)
-                    if (isnan(lower[k]) || (values && lower[k] > v))
-                        return false;
+                    if (lower[k] > *v) /* NAN compares false */
+                        *v = lower[k];
             }
-    return true;
 }
 
 static void finish(loader *L)
@@ -358,10 +378,12 @@ static void finish(loader *L)
             continue;
         for (int comp = 0; comp < DP_COMPONENTS; comp++)
             for (int q = 0; q < DP_QUANTITIES; q++) {
-                const dp_grid *g = &cm->g[rc][comp][q];
+                dp_grid *g = &cm->g[rc][comp][q];
                 if (!g->v)
                     continue;
-                if (!grid_monotone(g, q >= DP_Q_STORED))
+                if (q >= DP_Q_STORED)
+                    grid_envelope(g);
+                if (!grid_closed(g))
                     cm->monotone = false;
             }
         const dp_grid *e = &cm->g[rc][DP_ENCODER][DP_Q_FWD];

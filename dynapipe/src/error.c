@@ -1,5 +1,5 @@
 /* error.c: DynaPipe's error reporting: status names and the per-thread last-error message that
- * every failing call sets through dp_fail. */
+ * every failing call sets through dp_fail (internal.h). */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -21,7 +21,7 @@ const char *dp_status_name(dp_status s)
     return "DP_UNKNOWN";
 }
 
-dp_status dp_fail(dp_status s, const char *fmt, ...)
+void dp_set_error(const char *fmt, ...)
 {
     /* Format into a local buffer first: an argument may be dp_last_error() itself. */
     char msg[sizeof last_error];
@@ -30,5 +30,4 @@ dp_status dp_fail(dp_status s, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(last_error, sizeof last_error, "%s", msg);
-    return s;
 }

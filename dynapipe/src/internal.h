@@ -15,8 +15,14 @@
 #pragma GCC visibility push(hidden)
 
 /* Store a printf-style message as this thread's last error and return s:
- * `return dp_fail(DP_ERANGE, "sample %zu: input length %d <= 0", i, len);` */
-dp_status dp_fail(dp_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ * `return dp_fail(DP_ERANGE, "sample %zu: input length %d <= 0", i, len);`
+ * A macro, so that the static analyzer sees that the status returned is s. */
+void dp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define dp_fail(s, ...)                                                                            \
+    ({                                                                                             \
+        dp_set_error(__VA_ARGS__);                                                                 \
+        (dp_status)(s);                                                                            \
+    })
 
 /* Read a whole file into a malloc'd buffer (NUL-terminated; *len excludes the NUL). */
 dp_status dp_read_file(const char *path, char **buf, size_t *len);

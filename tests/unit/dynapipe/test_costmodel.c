@@ -88,6 +88,12 @@ Test(grid, known_rows_and_duplicates)
     cr_assert_eq(dp_cm_peak(g, DP_RC_NONE, DP_ENCODER, 1, 16, 0), 10.89);
     cr_assert_float_eq(dp_cm_param_mb(g, DP_RC_NONE, DP_ENCODER), 402.770556, 1e-9);
     cr_assert_not(dp_cost_model_encdec(g));
+    /* Memory is made non-decreasing: the profiled peak at 8192 (15650.28) is below the one at
+     * 6144 (15774.51) and is raised to it; the grids are downward closed. */
+    cr_assert_eq(dp_cm_peak(g, DP_RC_NONE, DP_ENCODER, 1, 6144, 0), 15774.51);
+    cr_assert_eq(dp_cm_peak(g, DP_RC_NONE, DP_ENCODER, 1, 8192, 0), 15774.51);
+    cr_assert_eq(dp_cm_stored(g, DP_RC_NONE, DP_ENCODER, 1, 8192, 0), 12160.75);
+    cr_assert(dp_cost_model_monotone(g));
     int mt;
     cr_assert_eq(dp_cost_model_max_len(g, &mt), 8192);
     dp_cost_model_free(g);
