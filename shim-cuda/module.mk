@@ -1,1 +1,25 @@
-# shim-cuda/module.mk: nothing is built here yet; see shim-cuda/README.md.
+# shim-cuda/module.mk: Orion: liborion.so (the libcuda interposer: exports only the CUDA entry
+# points it wraps, dlsym and orion_set_thread_priority), its policy/board/profile objects for
+# the unit tests, and the orion-profile command.
+ORION_CORE_SRCS := shim-cuda/src/policy.c shim-cuda/src/board.c shim-cuda/src/profile.c
+ORION_SRCS      := $(ORION_CORE_SRCS) shim-cuda/src/shim.c
+ORION_LIB       := $(BUILD)/lib/liborion.so
+ORION_CORE_OBJS := $(ORION_CORE_SRCS:%.c=$(BUILD)/obj/%.o)
+CUDA_INC        ?= /usr/local/cuda/include
+
+$(BUILD)/obj/shim-cuda/%.o: CPPFLAGS += -Ishim-cuda/include -Ishim-cuda/src -isystem $(CUDA_INC)
+
+$(ORION_LIB): $(ORION_SRCS:%.c=$(BUILD)/obj/%.o) $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(RT_LDLIBS)
+
+$(BUILD)/bin/orion-profile: $(BUILD)/obj/shim-cuda/tools/orion-profile.o $(ORION_CORE_OBJS) $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+
+ALL_TARGETS += $(ORION_LIB) $(BUILD)/bin/orion-profile
+LINT_SRCS   += $(ORION_SRCS) shim-cuda/tools/orion-profile.c
+
+orion_TEST_DEPS   := $(ORION_CORE_OBJS) $(RT_LIB)
+orion_TEST_LDLIBS := $(RT_LDLIBS)
+$(BUILD)/obj/tests/unit/orion/%.o: CPPFLAGS += -Ishim-cuda/include -Ishim-cuda/src
