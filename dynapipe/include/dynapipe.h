@@ -294,7 +294,7 @@ typedef struct dp_result {
     dp_schedule *sched;              /* one per replica; ops name local micro-batches */
     size_t **replica_mb;             /* per replica: local micro-batch k = mb[replica_mb[r][k]] */
     size_t *replica_n;
-    int replicas, stages;
+    int replicas, stages, hidden;
     double state_mb[DP_MAX_STAGES];
 } dp_result;
 void dp_result_free(dp_result *r);
@@ -337,7 +337,11 @@ typedef enum dp_opcode {
 const char *dp_opcode_name(dp_opcode op);
 
 /* One instruction. shape = (micro-batch size, padded input, padded target, hidden) of the
- * buffer moved or computed; peer = the other rank of a send/receive (-1 otherwise). */
+ * buffer moved or computed (LoadInput: hidden 1, token ids); peer = the other rank of a
+ * send/receive (-1 otherwise). Semantics: a Start posts without waiting; RecvFinish waits
+ * for the peer's matching SendStart, SendFinish for the peer's matching RecvStart. Streams
+ * post a send and finish it before the buffer is freed (activations) or at the end
+ * (gradients), so a rank never blocks on a send that its peer reaches only later. */
 typedef struct dp_instr {
     dp_opcode op;
     int32_t mb;
@@ -355,7 +359,7 @@ void dp_stream_free(dp_stream *s);
 /* The stream of pipeline rank `stage` of `replica` from a plan's schedule. */
 dp_status dp_instructions(const dp_result *r, int replica, int stage, dp_stream *out);
 /* Binary form: "DPIS", u16 version 1, u16 reserved, i32 rank, i32 stages, u32 count, then
- * per instruction u8 op, i32 mb, i32 peer, 4 x i32 shape (little endian, packed: 21 bytes). */
+ * per instruction u8 op, i32 mb, i32 peer, 4 x i32 shape (little endian, packed: 25 bytes). */
 dp_status dp_stream_encode(const dp_stream *s, uint8_t **buf, size_t *len);
 dp_status dp_stream_decode(const uint8_t *buf, size_t len, dp_stream *s);
 /* JSON form: {"rank":R,"stages":S,"instructions":[{"op":"Forward","mb":0,"peer":-1,

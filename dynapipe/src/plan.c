@@ -651,6 +651,7 @@ dp_status dp_plan(const dp_cost_model *cm, const dp_config *cfg, const dp_sample
     out->n_mb = l.n;
     out->rc = rc;
     out->stages = cfg->stages;
+    out->hidden = cfg->hidden;
     out->replicas = cfg->dp_size;
     if (st == DP_OK)
         st = schedule_all(cm, cfg, out);
