@@ -35,3 +35,4 @@ ALL_TARGETS += $(TOOL_BINS)
 LINT_SRCS += $(TOOL_SRCS)
 $(BUILD)/tests/tools/sqlite-bench: LDLIBS_EXTRA := -lsqlite3
 include tests/fixtures/volatilefs/module.mk
+include tests/fixtures/fakecuda/module.mk
