@@ -27,3 +27,11 @@ LINT_SRCS   += $(DP_SRCS)
 dynapipe_TEST_DEPS   := $(DP_LIB) $(RT_LIB)
 dynapipe_TEST_LDLIBS := $(RT_LDLIBS)
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Idynapipe/include
+$(BUILD)/fuzz/fuzz_dp_costmodel $(BUILD)/fuzz/fuzz_dp_lengths: $(DP_LIB)
+
+# The dynapipe command.
+$(BUILD)/bin/dynapipe: $(BUILD)/obj/dynapipe/tools/dynapipe.o $(DP_LIB) $(RT_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+ALL_TARGETS += $(BUILD)/bin/dynapipe
+LINT_SRCS   += dynapipe/tools/dynapipe.c
