@@ -87,10 +87,11 @@ void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k)
     }
 }
 
-int64_t mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
+mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
 {
-    return (int64_t)((uint64_t)dx << L->shift[1]) + (int64_t)((uint64_t)dy << L->shift[2]) +
-           (int64_t)((uint64_t)dz << L->shift[3]);
+    /* Unsigned 128-bit arithmetic: a field's shift may reach 64 and beyond in wide layouts. */
+    return ((mn_u128)dx << L->shift[1]) + ((mn_u128)dy << L->shift[2]) +
+           ((mn_u128)dz << L->shift[3]);
 }
 
 /* ---- radix sort --------------------------------------------------------------------------- */

@@ -39,6 +39,11 @@ mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const f
                           const float *bias, int c_out, float *out, size_t n_out,
                           const mn_conv_opts *o);
 
+/* Kernel maps (kmap.c): whether submanifold maps of odd K (the same rows in and out) search
+ * only the offsets below the centre and mirror the rest (default on). Returns the previous
+ * setting. For the tests, which compare both. */
+bool mn_kmap_symmetric(bool on);
+
 /* Monotonic seconds, for the stage timings. */
 static inline double mn_seconds(void)
 {

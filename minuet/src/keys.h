@@ -24,8 +24,9 @@ typedef struct mn_layout_t {
 mn_status mn_layout(const mn_coords *a, const mn_coords *b, int64_t margin, mn_layout_t *L);
 void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k);
 void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k);
-/* What adding (dx, dy, dz) adds to a key (two's complement, exact within the margin). */
-int64_t mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz);
+/* What adding (dx, dy, dz) adds to a key, modulo 2^128 (two's complement, exact within the
+ * margin); its low 64 bits are the delta of a 64-bit key. */
+mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz);
 /* idx[0..n) := the rows of co in (batch, x, y, z) order (stable; duplicates kept). */
 mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads);
 /* Threads to use: want, or every online core when want <= 0. */

@@ -12,8 +12,13 @@
  * accesses, which is what the paper measures against. Both are built with the same layout,
  * the same threads and the same output arrays, so the comparison is fair.
  *
- * Threads take offsets in turn; each offset's pairs come out ordered by output row, so the
- * map is the same whatever the thread count.
+ * Submanifold maps of odd K (the same rows in and out) are symmetric, for both builders:
+ * the pairs of offset -d are those of d with input and output swapped, so only the offsets
+ * below the centre are searched, the centre is the identity, and the offsets above it are
+ * copies (mn_kmap_symmetric turns this off, for the tests).
+ *
+ * Threads take runs of lines (sort-based) or offsets in turn (hash-based); each offset's
+ * pairs come out ordered by output row, so the map is the same whatever the thread count.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -116,17 +121,37 @@ static inline int32_t table_find(const table *t, uint64_t key)
 
 /* ---- building ----------------------------------------------------------------------------- */
 
+/* A line of a sort-based walk: the offsets k .. k + nl - 1, consecutive in dz (same dx, dy). */
+typedef struct line {
+    int k, nl;
+} line;
+
 typedef struct job {
-    uint64_t *ik, *ok;  /* input and output keys (64-bit layouts) */
+    uint64_t *ik, *ok;  /* input and output keys (64-bit layouts); ok == ik when symmetric */
     mn_u128 *ik2, *ok2; /* or 128-bit */
     size_t nin, nout;
-    const int64_t *delta; /* key delta per offset */
+    const mn_u128 *delta; /* key delta per offset (64-bit keys: its low 64 bits) */
     int nk, threads, K;
     mn_method method;
+    /* Symmetric (inputs == outputs, odd K): only the offsets below the centre are searched;
+     * the centre is the identity and each offset above it the mirror of one below. */
+    bool sym;
+    int units;   /* offsets searched one at a time (hash, 128-bit keys, K = 1) */
+    line *lines; /* or the sort-based walks' lines, nlines of them, */
+    int nlines;  /* split into contiguous runs: thread t takes */
+    int *first;  /* lines [first[t], first[t + 1]) */
     table tab;
     vec *v;
     int failed;
 } job;
+
+/* Whether submanifold maps use the symmetric shortcut (mn_kmap_symmetric; default on). */
+static int sym_enabled = 1;
+
+bool mn_kmap_symmetric(bool on)
+{
+    return __atomic_exchange_n(&sym_enabled, on ? 1 : 0, __ATOMIC_RELAXED) != 0;
+}
 
 /* First index >= from with key >= t (galloping, then binary search). */
 static size_t gallop64(const uint64_t *a, size_t n, size_t from, uint64_t t)
@@ -166,28 +191,33 @@ static int merge64(const job *J, int k)
     return 0;
 }
 
-/* One walk over the outputs for the K*K offsets of one dx (k0 = its first offset). The K
- * offsets of a line (same dx and dy, dz = z0, z0 + step, ...) have query keys that differ
- * only in the lowest field, so one output's matches on a line are consecutive inputs: a
- * cursor per line finds the first candidate (a few steps, then a galloping search) and
- * checks the next entries. */
-static int merge64_line(const job *J, int k0)
+/* Lines served by one walk over the outputs: at most a few (at 10^6 voxels, one thread,
+ * walks of 1 to 3 lines took the same time and walks of 9 lines 20 % more). */
+#define WALK_LINES 3
+
+/* One walk over the outputs for up to WALK_LINES lines. The offsets of a line (same dx and
+ * dy, dz = z0, z0 + step, ...) have query keys that differ only in the lowest field, so one
+ * output's matches on a line are consecutive inputs: a cursor per line finds the first
+ * candidate (a few steps, then a galloping search) and checks the next entries. */
+static int walk64(const job *J, const line *ln, int nln)
 {
-    if (!J->ik || !J->ok || J->K < 2 || k0 + J->K * J->K > J->nk)
+    if (!J->ik || !J->ok || J->K < 2 || nln < 1 || nln > WALK_LINES)
         return -1;
     const uint64_t *ik = J->ik, *ok = J->ok;
     const size_t nin = J->nin;
-    int K = J->K;
-    /* All K lines of one dx share the walk over the outputs: K cursors, one per dy. */
-    uint64_t d[16], zstep = (uint64_t)(J->delta[k0 + 1] - J->delta[k0]);
-    size_t cur[16];
-    for (int y = 0; y < K; y++) {
-        d[y] = (uint64_t)J->delta[k0 + y * K];
+    uint64_t d[WALK_LINES], zstep = (uint64_t)(J->delta[1] - J->delta[0]);
+    size_t cur[WALK_LINES];
+    int nl[WALK_LINES];
+    vec *v[WALK_LINES];
+    for (int y = 0; y < nln; y++) {
+        d[y] = (uint64_t)J->delta[ln[y].k];
+        nl[y] = ln[y].nl;
+        v[y] = &J->v[ln[y].k];
         cur[y] = 0;
     }
     for (size_t o = 0; o < J->nout; o++) {
         uint64_t q = ok[o];
-        for (int y = 0; y < K; y++) {
+        for (int y = 0; y < nln; y++) {
             uint64_t t = q + d[y];
             size_t j = cur[y];
             if (j < nin && ik[j] < t) { /* a few steps, then gallop */
@@ -199,11 +229,10 @@ static int merge64_line(const job *J, int k0)
             }
             cur[y] = j;
             uint64_t want = t;
-            for (int l = 0; l < K && j < nin; l++, want += zstep) {
+            for (int l = 0; l < nl[y] && j < nin; l++, want += zstep) {
                 while (j < nin && ik[j] < want)
                     j++;
-                if (j < nin && ik[j] == want &&
-                    vec_push(&J->v[k0 + y * K + l], (int32_t)j, (int32_t)o) < 0)
+                if (j < nin && ik[j] == want && vec_push(&v[y][l], (int32_t)j, (int32_t)o) < 0)
                     return -1;
             }
         }
@@ -215,7 +244,7 @@ static int merge128(const job *J, int k)
 {
     if (!J->ik2 || !J->ok2)
         return -1;
-    mn_u128 d = (mn_u128)(__int128)J->delta[k];
+    mn_u128 d = J->delta[k];
     size_t j = 0;
     for (size_t o = 0; o < J->nout && j < J->nin; o++) {
         mn_u128 t = J->ok2[o] + d;
@@ -240,6 +269,41 @@ static int probe(const job *J, int k)
     return 0;
 }
 
+/* Symmetric maps. The pairs of -d are those of d with input and output swapped: (i, o) with
+ * coord(o) + d = coord(i) is (o, i) for -d. Adding d preserves the key order, so along the
+ * pairs of d, ordered by output row, the input rows ascend too: the swapped arrays are
+ * already ordered by their new output row, and mirroring is a copy. */
+static int mirror(const job *J, int k)
+{
+    const vec *s = &J->v[k];
+    vec *m = &J->v[J->nk - 1 - k];
+    if (s->n == 0) /* empty offsets have no arrays */
+        return 0;
+    m->in = malloc(s->n * sizeof *m->in);
+    m->out = malloc(s->n * sizeof *m->out);
+    if (!m->in || !m->out)
+        return -1;
+    memcpy(m->in, s->out, s->n * sizeof *m->in);
+    memcpy(m->out, s->in, s->n * sizeof *m->out);
+    m->n = m->cap = s->n;
+    return 0;
+}
+
+/* The centre offset of a symmetric map: every row paired with itself. */
+static int identity(const job *J)
+{
+    vec *m = &J->v[J->nk / 2];
+    size_t n = J->nout;
+    m->in = malloc(n * sizeof *m->in);
+    m->out = malloc(n * sizeof *m->out);
+    if (!m->in || !m->out)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        m->in[i] = m->out[i] = (int32_t)i;
+    m->n = m->cap = n;
+    return 0;
+}
+
 typedef struct worker {
     job *J;
     int id;
@@ -249,17 +313,27 @@ static void *work(void *arg)
 {
     worker *w = arg;
     job *J = w->J;
-    if (!J->ik2 && J->method == MN_SORT && J->K > 1) { /* a line of K offsets at a time */
-        for (int x = w->id; x < J->K; x += J->threads) /* one walk per dx */
-            if (merge64_line(J, x * J->K * J->K) < 0)
-                __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
-        return NULL;
+    int rc = 0;
+    if (J->lines) { /* sort-based walks over this thread's run of lines */
+        int a = J->first[w->id], b = J->first[w->id + 1];
+        for (int l0 = a; l0 < b && rc == 0; l0 += WALK_LINES) {
+            int n = b - l0 < WALK_LINES ? b - l0 : WALK_LINES;
+            rc = walk64(J, J->lines + l0, n);
+            for (int y = 0; y < n && J->sym && rc == 0; y++)
+                for (int l = 0; l < J->lines[l0 + y].nl && rc == 0; l++)
+                    rc = mirror(J, J->lines[l0 + y].k + l);
+        }
+    } else {
+        for (int k = w->id; k < J->units && rc == 0; k += J->threads) {
+            rc = J->ik2 ? merge128(J, k) : J->method == MN_HASH ? probe(J, k) : merge64(J, k);
+            if (rc == 0 && J->sym)
+                rc = mirror(J, k);
+        }
     }
-    for (int k = w->id; k < J->nk; k += J->threads) {
-        int rc = J->ik2 ? merge128(J, k) : J->method == MN_HASH ? probe(J, k) : merge64(J, k);
-        if (rc < 0)
-            __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
-    }
+    if (rc == 0 && J->sym && w->id == J->threads - 1)
+        rc = identity(J);
+    if (rc < 0)
+        __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
     return NULL;
 }
 
@@ -288,42 +362,95 @@ int mn_threads(int want)
 }
 
 /* Keys of both coordinate sets in one layout; MN_EINVAL when either is not strictly
- * ascending (unsorted or with duplicates). */
-static mn_status make_keys(job *J, const mn_coords *in, const mn_coords *out, const mn_layout_t *L)
+ * ascending (unsorted or with duplicates). When the two sets hold the same rows (`same`),
+ * the outputs share the inputs' keys. */
+static mn_status make_keys(job *J, const mn_coords *in, const mn_coords *out, const mn_layout_t *L,
+                           bool same)
 {
     size_t a = in->n ? in->n : 1, b = out->n ? out->n : 1;
     bool sorted;
     if (!L->wide) {
-        uint64_t *ik = malloc(a * sizeof *ik), *ok = malloc(b * sizeof *ok);
-        J->ik = ik;
-        J->ok = ok;
-        if (!ik || !ok)
+        uint64_t *ik = malloc(a * sizeof *ik);
+        J->ik = J->ok = ik;
+        if (!ik)
             return mn_fail(MN_ENOMEM, "out of memory");
         mn_keys64(in, L, ik);
-        mn_keys64(out, L, ok);
-        sorted = ascending64(ik, in->n) && ascending64(ok, out->n);
+        if (!same) {
+            uint64_t *ok = malloc(b * sizeof *ok);
+            J->ok = ok;
+            if (!ok)
+                return mn_fail(MN_ENOMEM, "out of memory");
+            mn_keys64(out, L, ok);
+        }
+        sorted = ascending64(ik, in->n) && (same || ascending64(J->ok, out->n));
     } else {
-        mn_u128 *ik = malloc(a * sizeof *ik), *ok = malloc(b * sizeof *ok);
-        J->ik2 = ik;
-        J->ok2 = ok;
-        if (!ik || !ok)
+        mn_u128 *ik = malloc(a * sizeof *ik);
+        J->ik2 = J->ok2 = ik;
+        if (!ik)
             return mn_fail(MN_ENOMEM, "out of memory");
         mn_keys128(in, L, ik);
-        mn_keys128(out, L, ok);
-        sorted = ascending128(ik, in->n) && ascending128(ok, out->n);
+        if (!same) {
+            mn_u128 *ok = malloc(b * sizeof *ok);
+            J->ok2 = ok;
+            if (!ok)
+                return mn_fail(MN_ENOMEM, "out of memory");
+            mn_keys128(out, L, ok);
+        }
+        sorted = ascending128(ik, in->n) && (same || ascending128(J->ok2, out->n));
     }
     return sorted ? MN_OK
                   : mn_fail(MN_EINVAL, "coordinates not sorted or with duplicates: use mn_sort");
 }
 
-/* Run the workers: dx planes (sort-based, K > 1) or single offsets, spread over threads. */
+/* The sort-based walks' lines (every line of K offsets, or in a symmetric map the offsets
+ * below the centre), split into nt contiguous runs of about equal cost (a line costs its
+ * cursor's walk, about K steps, plus one step per offset). */
+static mn_status plan_lines(job *J, int nt)
+{
+    int K = J->K, half = J->nk / 2;
+    J->lines = malloc((size_t)K * (size_t)K * sizeof *J->lines);
+    J->first = malloc(((size_t)nt + 1) * sizeof *J->first);
+    if (!J->lines || !J->first)
+        return mn_fail(MN_ENOMEM, "out of memory");
+    long cost = 0;
+    J->nlines = 0;
+    for (int k = 0; k < J->nk; k += K) {
+        int nl = J->sym ? (half - k < K ? half - k : K) : K;
+        if (nl <= 0)
+            break;
+        J->lines[J->nlines++] = (line){k, nl};
+        cost += K + nl;
+    }
+    long acc = 0;
+    int t = 0;
+    J->first[0] = 0;
+    for (int i = 0; i < J->nlines; i++) {
+        acc += K + J->lines[i].nl;
+        while (t + 1 < nt && acc * nt >= cost * (t + 1)) /* run t ends after line i */
+            J->first[++t] = i + 1;
+    }
+    while (t < nt)
+        J->first[++t] = J->nlines;
+    return MN_OK;
+}
+
+/* Run the workers: runs of lines (sort-based, 64-bit keys, K > 1) or single offsets, over
+ * the threads. */
 static mn_status run_workers(job *J, int threads)
 {
-    int units = !J->ik2 && J->method == MN_SORT && J->K > 1 ? J->K : J->nk;
+    bool walks = !J->ik2 && J->method == MN_SORT && J->K > 1;
+    J->units = J->sym ? J->nk / 2 : J->nk;
+    int units = walks ? (J->sym ? (J->nk / 2 + J->K - 1) / J->K : J->K * J->K) : J->units;
     int nt = mn_threads(threads);
     nt = nt < units ? nt : units;
     nt = nt < 64 ? nt : 64;
+    nt = nt > 0 ? nt : 1; /* a symmetric K = 1 map: no search, only the identity */
     J->threads = nt;
+    if (walks) {
+        mn_status st = plan_lines(J, nt);
+        if (st != MN_OK)
+            return st;
+    }
     pthread_t t[64];
     worker w[64] = {{0}};
     for (int i = 0; i < nt; i++) {
@@ -375,8 +502,17 @@ mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_
     int nk = K * K * K;
     int64_t step = (int64_t)t_in * dilation;
     int64_t(*d)[3] = malloc((size_t)nk * sizeof *d);
-    int64_t *delta = malloc((size_t)nk * sizeof *delta);
-    job J = {.nin = in->n, .nout = out->n, .nk = nk, .K = K, .method = method, .delta = delta};
+    mn_u128 *delta = malloc((size_t)nk * sizeof *delta);
+    /* A submanifold map (the same rows in and out) of odd K is symmetric. */
+    bool same = in->n == out->n &&
+                (in->c == out->c || memcmp(in->c, out->c, in->n * 4 * sizeof *in->c) == 0);
+    job J = {.nin = in->n,
+             .nout = out->n,
+             .nk = nk,
+             .K = K,
+             .method = method,
+             .delta = delta,
+             .sym = same && K % 2 == 1 && __atomic_load_n(&sym_enabled, __ATOMIC_RELAXED)};
     mn_layout_t L;
     mn_status st;
     if (!d || !delta) {
@@ -384,11 +520,11 @@ mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_
         goto done;
     }
     offsets(K, step, d);
-    if ((st = mn_layout(in, out, (K % 2 ? K / 2 : K - 1) * step, &L)) != MN_OK)
+    if ((st = mn_layout(in, same ? NULL : out, (K % 2 ? K / 2 : K - 1) * step, &L)) != MN_OK)
         goto done;
     for (int k = 0; k < nk; k++)
         delta[k] = mn_key_delta(&L, d[k][0], d[k][1], d[k][2]);
-    if ((st = make_keys(&J, in, out, &L)) != MN_OK)
+    if ((st = make_keys(&J, in, out, &L, same)) != MN_OK)
         goto done;
     if (method == MN_HASH && !L.wide && table_build(&J.tab, J.ik, in->n) < 0) {
         st = mn_fail(MN_ENOMEM, "out of memory for the hash table");
@@ -409,10 +545,14 @@ done:
     }
     free(J.v);
     free(J.tab.s);
+    if (J.ok != J.ik)
+        free(J.ok);
     free(J.ik);
-    free(J.ok);
+    if (J.ok2 != J.ik2)
+        free(J.ok2);
     free(J.ik2);
-    free(J.ok2);
+    free(J.lines);
+    free(J.first);
     free(d);
     free(delta);
     if (st != MN_OK)
