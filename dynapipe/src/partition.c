@@ -46,16 +46,13 @@ static dp_status table_push(cost_table *t, double c)
     return DP_OK;
 }
 
+/* The padded shape of a micro-batch from its maxima: a T5 micro-batch pads inputs and targets
+ * separately; a GPT sample is one sequence, so max_in is already the longest input + target. */
 static void padded(const dp_cost_model *cm, const dp_config *cfg, int max_in, int max_tgt, int *pin,
                    int *ptgt)
 {
-    if (dp_cost_model_encdec(cm)) {
-        *pin = dp_pad(max_in, cfg->pad_multiple);
-        *ptgt = dp_pad(max_tgt, cfg->pad_multiple);
-    } else {
-        *pin = dp_pad(max_in + max_tgt, cfg->pad_multiple);
-        *ptgt = 0;
-    }
+    *pin = dp_pad(max_in, cfg->pad_multiple);
+    *ptgt = dp_cost_model_encdec(cm) ? dp_pad(max_tgt, cfg->pad_multiple) : 0;
 }
 
 /* Extending a micro-batch to the left only adds a sample and raises maxima, so with a
@@ -70,14 +67,15 @@ static dp_status table_build(const dp_cost_model *cm, const dp_config *cfg, dp_r
     t->w = calloc(n + 1, sizeof *t->w);
     if (!t->off || !t->w)
         return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
-    bool stop_early = dp_cost_model_monotone(cm);
+    bool stop_early = dp_cost_model_monotone(cm), t5 = dp_cost_model_encdec(cm);
     dp_mb_eval ev;
     for (size_t e = 1; e <= n; e++) {
         t->off[e] = t->used;
         int max_in = 0, max_tgt = 0;
         for (size_t k = 1; k <= e; k++) {
             const dp_sample *x = &s[e - k];
-            max_in = x->input_len > max_in ? x->input_len : max_in;
+            int in = t5 ? x->input_len : x->input_len + x->target_len;
+            max_in = in > max_in ? in : max_in;
             max_tgt = x->target_len > max_tgt ? x->target_len : max_tgt;
             int pin, ptgt;
             padded(cm, cfg, max_in, max_tgt, &pin, &ptgt);

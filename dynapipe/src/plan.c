@@ -179,13 +179,15 @@ static dp_status list_add(mb_list *l, const size_t *idx, size_t n, int mbs, int 
 static void shape_of(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *s,
                      const size_t *idx, size_t n, int *pin, int *ptgt)
 {
-    int mi = 0, mt = 0;
-    for (size_t k = 0; k < n; k++) {
-        mi = s[idx[k]].input_len > mi ? s[idx[k]].input_len : mi;
-        mt = s[idx[k]].target_len > mt ? s[idx[k]].target_len : mt;
-    }
     bool t5 = dp_cost_model_encdec(cm);
-    *pin = dp_pad(t5 ? mi : mi + mt, cfg->pad_multiple);
+    int mi = 0, mt = 0; /* GPT: the longest input + target, one sequence */
+    for (size_t k = 0; k < n; k++) {
+        const dp_sample *x = &s[idx[k]];
+        int in = t5 ? x->input_len : x->input_len + x->target_len;
+        mi = in > mi ? in : mi;
+        mt = x->target_len > mt ? x->target_len : mt;
+    }
+    *pin = dp_pad(mi, cfg->pad_multiple);
     *ptgt = t5 ? dp_pad(mt, cfg->pad_multiple) : 0;
 }
 

@@ -22,13 +22,14 @@ typedef struct brute {
 static bool mb_cost(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc, const dp_sample *s,
                     size_t a, size_t b, double *c)
 {
-    int mi = 0, mt = 0;
+    bool t5 = dp_cost_model_encdec(cm);
+    int mi = 0, mt = 0; /* GPT: the longest whole sequence */
     for (size_t k = a; k < b; k++) {
-        mi = s[k].input_len > mi ? s[k].input_len : mi;
+        int in = t5 ? s[k].input_len : s[k].input_len + s[k].target_len;
+        mi = in > mi ? in : mi;
         mt = s[k].target_len > mt ? s[k].target_len : mt;
     }
-    int pin = dp_cost_model_encdec(cm) ? dp_pad(mi, cfg->pad_multiple)
-                                       : dp_pad(mi + mt, cfg->pad_multiple);
+    int pin = dp_pad(mi, cfg->pad_multiple);
     int ptgt = dp_cost_model_encdec(cm) ? dp_pad(mt, cfg->pad_multiple) : 0;
     dp_mb_eval ev;
     dp_mb_evaluate(cm, cfg, rc, (int)(b - a), pin, ptgt, &ev);
