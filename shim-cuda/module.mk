@@ -23,3 +23,14 @@ LINT_SRCS   += $(ORION_SRCS) shim-cuda/tools/orion-profile.c
 orion_TEST_DEPS   := $(ORION_CORE_OBJS) $(RT_LIB)
 orion_TEST_LDLIBS := $(RT_LDLIBS)
 $(BUILD)/obj/tests/unit/orion/%.o: CPPFLAGS += -Ishim-cuda/include -Ishim-cuda/src
+
+# orion-client: the driver-API program of Orion's tests, demo and benchmark, linked with -lcuda
+# against the virtual GPU (tests/fixtures/fakecuda); on a real GPU scripts/gpu-check builds it
+# against the real driver.
+ORION_CLIENT := $(BUILD)/tests/orion/orion-client
+$(ORION_CLIENT): $(BUILD)/obj/tests/fixtures/orion/orion-client.o $(BUILD)/lib/fakecuda/libcuda.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD)/lib/fakecuda -lcuda -ldl -lpthread -lm
+$(BUILD)/obj/tests/fixtures/orion/%.o: CPPFLAGS += -isystem $(CUDA_INC)
+ALL_TARGETS += $(ORION_CLIENT)
+LINT_SRCS   += tests/fixtures/orion/orion-client.c

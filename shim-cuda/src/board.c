@@ -53,8 +53,10 @@ static bool alive(const orion_slot *s)
     return st == 0 || st == atomic_load(&s->starttime); /* 0: cannot tell, keep it */
 }
 
-static void clear_slot(orion_slot *s)
+static void clear_slot(orion_board *b, orion_slot *s)
 {
+    if (atomic_exchange(&s->has_be, 0))
+        atomic_fetch_sub(&b->be_clients, 1);
     atomic_store(&s->hp_inflight, 0);
     atomic_store(&s->hp_sms, 0);
     atomic_store(&s->hp_compute, 0);
@@ -73,7 +75,7 @@ static int reclaim_locked(orion_board_handle *h)
     for (int i = 0; i < ORION_SLOTS; i++) {
         orion_slot *s = &h->b->slot[i];
         if (s != h->mine && atomic_load(&s->pid) != 0 && !alive(s)) {
-            clear_slot(s);
+            clear_slot(h->b, s);
             n++;
         }
     }
@@ -112,12 +114,14 @@ int orion_board_attach(orion_board_handle *h, const char *group, int priority, r
     for (int i = 0; i < ORION_SLOTS && !h->mine; i++)
         if (atomic_load(&h->b->slot[i].pid) == 0) {
             h->mine = &h->b->slot[i];
-            clear_slot(h->mine);
+            clear_slot(h->b, h->mine);
             atomic_store(&h->mine->priority, (uint32_t)priority);
             atomic_store(&h->mine->starttime, start_time(pid));
             atomic_store(&h->mine->pid, pid);
         }
     rt_shm_unlock(&h->shm);
+    if (h->mine && priority == 0)
+        orion_board_mark_be(h);
     if (!h->mine) {
         rt_shm_close(&h->shm);
         return rt_err_set(err, ENOSPC, "board %s: all %d client slots are taken", name,
@@ -131,12 +135,18 @@ void orion_board_detach(orion_board_handle *h)
     if (!h->b)
         return;
     if (h->mine && rt_shm_lock(&h->shm) >= 0) {
-        clear_slot(h->mine);
+        clear_slot(h->b, h->mine);
         rt_shm_unlock(&h->shm);
         orion_board_bump(h->b);
     }
     rt_shm_close(&h->shm);
     memset(h, 0, sizeof *h);
+}
+
+void orion_board_mark_be(orion_board_handle *h)
+{
+    if (h->mine && !atomic_load(&h->mine->has_be) && !atomic_exchange(&h->mine->has_be, 1))
+        atomic_fetch_add(&h->b->be_clients, 1);
 }
 
 void orion_board_view(const orion_board *b, orion_view *v)

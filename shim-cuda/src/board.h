@@ -15,7 +15,7 @@
 #pragma GCC visibility push(hidden)
 
 #define ORION_BOARD_MAGIC   0x4f52424eu /* "ORBN" */
-#define ORION_BOARD_VERSION 1u
+#define ORION_BOARD_VERSION 2u
 #define ORION_SLOTS         64
 
 typedef struct orion_slot {
@@ -25,13 +25,15 @@ typedef struct orion_slot {
     _Atomic uint32_t hp_inflight, hp_sms, hp_compute, hp_memory, hp_unknown;
     _Atomic uint64_t be_inflight_us;
     _Atomic uint64_t hp_request_ns; /* moving average of the HP client's request latency */
-    char pad[8];
+    _Atomic uint32_t has_be;        /* this process launches BE work (counted in be_clients) */
+    char pad[4];
 } orion_slot;
 
 typedef struct orion_board {
     _Atomic uint32_t generation; /* futex word: bumped when in-flight work completes */
     _Atomic uint32_t waiters;    /* BE callers asleep on it (completions wake only then) */
     _Atomic uint64_t reclaimed;  /* slots of dead processes cleared */
+    _Atomic uint32_t be_clients; /* slots with has_be: while 0, HP launches need no tracking */
     orion_slot slot[ORION_SLOTS];
 } orion_board;
 
@@ -57,6 +59,9 @@ uint64_t orion_board_dur_budget_us(const orion_board *b, uint64_t fallback_us);
 /* Clear the slots of processes that no longer exist (or whose pid was reused); returns how
  * many. Called at attach and by callers that have waited long. */
 int orion_board_reclaim(orion_board_handle *h);
+
+/* Count this process as a BE client (once). */
+void orion_board_mark_be(orion_board_handle *h);
 
 /* Wake waiting BE callers after a completion. */
 void orion_board_bump(orion_board *b);

@@ -5,8 +5,11 @@
 
 orion_verdict orion_policy(const orion_view *v, const orion_kernel *k, const orion_limits *l)
 {
+    /* The duration rule holds even while no HP kernel is in flight (a deviation from the
+     * paper's wording, in the README): otherwise a BE client queues unbounded work on the
+     * device while HP is idle, and the next HP request waits behind all of it. */
     if (v->hp_inflight == 0)
-        return ORION_GO;
+        return v->be_inflight_us < l->dur_threshold_us ? ORION_GO : ORION_WAIT_DURATION;
     /* 1. Complementary profiles: a memory-bound BE kernel beside compute-bound HP kernels
      * or the reverse; anything unknown on either side is given the benefit of the doubt,
      * as in the paper. HP kernels of both kinds in flight leave no complement. */

@@ -40,11 +40,11 @@ typedef enum orion_verdict {
     ORION_WAIT_DURATION, /* enough BE work already in flight */
 } orion_verdict;
 
-/* May this best-effort kernel launch now? GO when no HP kernel is in flight; otherwise GO
- * only when (1) its profile complements every in-flight HP kernel's (compute vs memory) or
- * either side is unknown, (2) its SM need plus the HP kernels' fits the SM threshold, and
- * (3) the BE work in flight is under the duration threshold. The first rule that fails is
- * the verdict. */
+/* May this best-effort kernel launch now? Always (3): the BE work in flight must be under the
+ * duration threshold (so BE never queues more than that ahead of the next HP request); and
+ * while HP kernels are in flight also (1) its profile complements every in-flight HP
+ * kernel's (compute vs memory) or either side is unknown, and (2) its SM need plus the HP
+ * kernels' fits the SM threshold. The first rule that fails (1, 2, 3) is the verdict. */
 orion_verdict orion_policy(const orion_view *v, const orion_kernel *k, const orion_limits *l);
 const char *orion_verdict_name(orion_verdict v);
 const char *orion_profile_name(orion_profile p);

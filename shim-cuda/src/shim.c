@@ -251,10 +251,15 @@ typedef struct family {
 } family;
 
 static pthread_mutex_t bind_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool ours(const void *p);
 
 static void *bind_real(family *f, void *real, bool ptsz)
 {
     void *w = real;
+    /* A driver that takes its own entry points' addresses through the GOT hands out this
+     * library's exported wrappers: wrapping those again would gate and count twice. */
+    if (ours(real))
+        return real;
     pthread_mutex_lock(&bind_lock);
     int i = 0;
     while (i < f->n && !(atomic_load(&f->b[i].real) == real && f->b[i].ptsz == ptsz))
@@ -371,7 +376,7 @@ static family *family_of(const char *base, int cuda_version)
 /* ---- statistics counters ----------------------------------------------------------------- */
 
 static struct {
-    _Atomic uint64_t hp, be, pass, captured, graph, untracked, copies, syncs, waits;
+    _Atomic uint64_t hp, be, pass, captured, graph, untracked, copies, syncs, waits, hp_alone;
     _Atomic uint64_t reason[4];
     rt_hist wait_ns, hp_kernel_ns;
 } st;
@@ -854,6 +859,13 @@ static int before_launch(CUstream s, bool ptsz, CUfunction f, const uint32_t g[3
         atomic_fetch_add(&st.pass, 1);
         return CLS_PASS;
     }
+    atomic_fetch_add(cls == CLS_HP ? &st.hp : &st.be, 1);
+    if (!f)
+        atomic_fetch_add(&st.graph, 1);
+    if (cls == CLS_HP && atomic_load_explicit(&cfg.board.b->be_clients, memory_order_relaxed) == 0) {
+        atomic_fetch_add(&st.hp_alone, 1); /* nobody to protect: no event, no board update */
+        return CLS_PASS;
+    }
     *eff = ptsz && !s ? CU_STREAM_PER_THREAD : s;
     if (capturing(*eff)) {
         atomic_fetch_add(&st.captured, 1);
@@ -864,11 +876,10 @@ static int before_launch(CUstream s, bool ptsz, CUfunction f, const uint32_t g[3
         atomic_fetch_add(&st.untracked, 1);
         return CLS_PASS;
     }
-    atomic_fetch_add(cls == CLS_HP ? &st.hp : &st.be, 1);
-    if (!f)
-        atomic_fetch_add(&st.graph, 1);
-    if (cls == CLS_BE)
+    if (cls == CLS_BE) {
+        orion_board_mark_be(&cfg.board);
         gate(*sh);
+    }
     *start = f ? start_event(*eff) : NULL;
     return cls;
 }
@@ -1105,7 +1116,7 @@ EXPORT void *dlsym(void *handle, const char *name)
         (!strcmp(name, "cuGetProcAddress") || !strcmp(name, "cuGetProcAddress_v2") ||
          !strcmp(name, "cuInit")))
         atomic_store(&driver_handle, handle);
-    if (r && !ours(r)) {
+    if (r) {
         char base[64];
         snprintf(base, sizeof base, "%s", name);
         size_t n = strlen(base);
@@ -1138,6 +1149,7 @@ static void write_stats(void)
     rt_json_u64(&j, "captured", atomic_load(&st.captured));
     rt_json_u64(&j, "graph", atomic_load(&st.graph));
     rt_json_u64(&j, "untracked", atomic_load(&st.untracked));
+    rt_json_u64(&j, "hp_without_be", atomic_load(&st.hp_alone));
     rt_json_end(&j);
     rt_json_u64(&j, "copies", atomic_load(&st.copies));
     rt_json_u64(&j, "syncs", atomic_load(&st.syncs));

@@ -19,10 +19,12 @@ static orion_verdict go(orion_view v, orion_profile p, uint32_t sms)
     return orion_policy(&v, &k, &lim);
 }
 
-Test(policy, no_hp_in_flight_always_goes)
+Test(policy, no_hp_in_flight_only_the_duration_rule)
 {
-    orion_view v = {.be_inflight_us = 1000000}; /* even with much BE work in flight */
+    orion_view v = {.be_inflight_us = 49}; /* any profile, any SM need */
     cr_assert_eq(go(v, ORION_COMPUTE, 1000), ORION_GO);
+    v.be_inflight_us = 50; /* but BE work does not pile up while HP is idle */
+    cr_assert_eq(go(v, ORION_COMPUTE, 1), ORION_WAIT_DURATION);
 }
 
 Test(policy, profiles_must_complement)
