@@ -72,6 +72,24 @@ Test(timing, events)
     CU_IS(cuEventQuery(a), CUDA_ERROR_INVALID_HANDLE);
 }
 
+/* Work queued on an idle device starts when it is queued, not at the last instant the
+ * model was evaluated (the state is evaluated lazily). */
+Test(timing, idle_device_starts_now)
+{
+    CUstream s = stream_prio(0), s2 = stream_prio(0);
+    CUevent a = record(s);
+    CU_OK(cuEventSynchronize(a));
+    usleep(50000);
+    CUevent b = record(s2);
+    launch("c10", s);
+    CUevent c = record(s);
+    CU_OK(cuEventSynchronize(c));
+    cr_assert_geq(elapsed(a, b), 50 - 0.05, "a record 50 ms later completed %.3f ms later",
+                  (double)elapsed(a, b));
+    cr_assert_geq(elapsed(a, c), 60 - 0.05, "a 10 ms kernel queued 50 ms later ended at %.3f ms",
+                  (double)elapsed(a, c));
+}
+
 /* Two kernels that fit side by side (60 + 60 of 132 SMs) overlap: both end 50 ms after
  * the gate, and the wall time is about one kernel's, not two. */
 Test(timing, overlap_while_sms_last)
