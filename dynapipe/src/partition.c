@@ -12,8 +12,11 @@
  * grows as T shrinks; T_min is the smallest feasible bottleneck, from a min-max DP). For the
  * optimal partition P* with bottleneck M*, the last bound tried that is >= M* has f <= cost
  * of P* and T_u <= M* (else M* itself would have been tried next), so its objective is
- * optimal; a stop by the bound means the best found already is <= P*'s. tmax_tol > 0 steps
- * to the largest candidate below T_u * (1 - tol) instead: faster, within that factor. */
+ * optimal; a stop by the bound means the best found already is <= P*'s. The walk also jumps
+ * over bounds T' with (S - 1) * T' + f_T(N) / D >= best: f only grows below T, so none of them
+ * can win. Recompute modes share the best objective found so far, so a mode that cannot beat
+ * it stops early. tmax_tol > 0 steps to the largest candidate below T_u * (1 - tol) instead:
+ * faster, within that factor. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,14 +209,16 @@ static dp_status keep_cuts(const dp_state *d, size_t n, dp_partition *out)
     return DP_OK;
 }
 
+/* incumbent: an objective already reached (by another recompute mode): partitions that
+ * cannot beat it are not looked for, and out->cut stays NULL when none does. */
 static dp_status walk(const cost_table *t, const dp_config *cfg, dp_state *d, double t_min,
-                      dp_partition *out)
+                      double incumbent, dp_partition *out)
 {
     size_t m;
     double *cand = candidates(t, &m);
     if (!cand)
         return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
-    double S1 = cfg->stages - 1, D = cfg->dp_size, best = INFINITY, T = INFINITY;
+    double S1 = cfg->stages - 1, D = cfg->dp_size, best = incumbent, T = INFINITY;
     dp_status st = DP_OK;
     for (;;) {
         run_dp(t, T, d);
@@ -232,7 +237,12 @@ static dp_status walk(const cost_table *t, const dp_config *cfg, dp_state *d, do
         }
         if (S1 * t_min + f / D >= best)
             break;
-        size_t i = first_below(cand, m, tu * (1 - cfg->tmax_tol));
+        /* f only grows as the bound shrinks, so a bound T' helps only if
+         * (S - 1) * T' + f / D < best: jump below that too. */
+        double below = tu * (1 - cfg->tmax_tol);
+        if (S1 > 0)
+            below = fmin(below, (best - f / D) / S1);
+        size_t i = first_below(cand, m, below);
         if (i == m || cand[i] < t_min)
             break;
         T = cand[i];
@@ -247,8 +257,9 @@ void dp_partition_free(dp_partition *p)
     memset(p, 0, sizeof *p);
 }
 
-dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
-                          const dp_sample *ordered, size_t n, dp_partition *out)
+static dp_status partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
+                              const dp_sample *ordered, size_t n, double incumbent,
+                              dp_partition *out)
 {
     memset(out, 0, sizeof *out);
     out->rc = rc;
@@ -269,8 +280,8 @@ dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc r
                      t.why);
     if (st == DP_OK) {
         double t_min = min_bottleneck(&t, d.f);
-        st = walk(&t, cfg, &d, t_min, out);
-        if (st == DP_OK && !out->cut)
+        st = walk(&t, cfg, &d, t_min, incumbent, out);
+        if (st == DP_OK && !out->cut && incumbent == INFINITY)
             st = dp_fail(DP_EINFEASIBLE, "no feasible partition (recompute %s)", dp_rc_name(rc));
     }
     free(d.f);
@@ -280,6 +291,12 @@ dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc r
     if (st != DP_OK)
         dp_partition_free(out);
     return st;
+}
+
+dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
+                          const dp_sample *ordered, size_t n, dp_partition *out)
+{
+    return partition_rc(cm, cfg, rc, ordered, n, INFINITY, out);
 }
 
 dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *ordered,
@@ -292,12 +309,13 @@ dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const
         if (!(cfg->rc_mask & (1u << rc)) || !dp_cost_model_has_rc(cm, (dp_rc)rc))
             continue;
         dp_partition p;
-        dp_status st = dp_partition_rc(cm, cfg, (dp_rc)rc, ordered, n, &p);
+        double incumbent = out->cut ? out->objective_ms : INFINITY;
+        dp_status st = partition_rc(cm, cfg, (dp_rc)rc, ordered, n, incumbent, &p);
         if (st != DP_OK) {
             last = st;
             continue;
         }
-        if (!out->cut || p.objective_ms < out->objective_ms) {
+        if (p.cut && (!out->cut || p.objective_ms < out->objective_ms)) {
             size_t cands = out->candidates + p.candidates;
             dp_partition_free(out);
             *out = p;
