@@ -574,7 +574,7 @@ static struct {
     size_t n_in, cap_in;
     pooled *pool;
     size_t n_pool, cap_pool;
-    bool stopping, stopped, started;
+    bool stopping, stopped, started, sleeping;
     pthread_t thread;
 } mon = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
@@ -611,10 +611,30 @@ static void pool_give(CUevent e, CUcontext ctx, bool timing)
     mon.pool[mon.n_pool++] = (pooled){e, ctx, timing};
 }
 
+/* Each launching thread keeps a few untimed events of its context, refilled from the pool
+ * 16 at a time, so the launch path seldom takes the monitor's lock for them. (A thread that
+ * exits leaves its few cached events unused.) */
+#define TL_EVENTS 16
+static __thread struct {
+    CUcontext ctx;
+    CUevent ev[TL_EVENTS];
+    int n;
+} tl;
+
 static CUevent event_for(CUcontext ctx, bool timing)
 {
+    CUevent e = NULL;
+    if (!timing && tl.ctx == ctx && tl.n > 0)
+        return tl.ev[--tl.n];
     pthread_mutex_lock(&mon.lock);
-    CUevent e = pool_take(ctx, timing);
+    if (!timing && tl.n == 0) {
+        tl.ctx = ctx;
+        while (tl.n < TL_EVENTS && (e = pool_take(ctx, false)))
+            tl.ev[tl.n++] = e;
+        e = tl.n ? tl.ev[--tl.n] : NULL;
+    } else {
+        e = pool_take(ctx, timing);
+    }
     pthread_mutex_unlock(&mon.lock);
     if (!e && d.ev_create(&e, timing ? CU_EVENT_DEFAULT : CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
         e = NULL;
@@ -663,18 +683,24 @@ static void complete(const pending *p, uint64_t now)
 static void *monitor_main(void *arg)
 {
     (void)arg;
-    pending *mine = NULL;
+    pending *mine = NULL, *fin = NULL; /* in flight; completed this round */
     size_t n = 0, cap = 0;
     CUcontext cur = NULL;
     for (;;) {
         pthread_mutex_lock(&mon.lock);
-        while (!mon.n_in && !n && !mon.stopping)
+        while (!mon.n_in && !n && !mon.stopping) {
+            mon.sleeping = true;
             pthread_cond_wait(&mon.cond, &mon.lock);
+            mon.sleeping = false;
+        }
         if (n + mon.n_in > cap) {
             size_t nc = (n + mon.n_in) * 2;
             pending *nm = realloc(mine, nc * sizeof *nm);
-            if (nm) {
+            if (nm)
                 mine = nm;
+            pending *nf = nm ? realloc(fin, nc * sizeof *nf) : NULL;
+            if (nf) {
+                fin = nf;
                 cap = nc;
             }
         }
@@ -687,8 +713,7 @@ static void *monitor_main(void *arg)
         pthread_mutex_unlock(&mon.lock);
         if (stop)
             break;
-        size_t kept = 0;
-        bool any = false;
+        size_t kept = 0, done = 0;
         uint64_t now = rt_now_ns();
         for (size_t i = 0; i < n; i++) {
             if (mine[i].ctx != cur && d.ctx_set(mine[i].ctx) == CUDA_SUCCESS)
@@ -698,10 +723,15 @@ static void *monitor_main(void *arg)
                 continue;
             }
             complete(&mine[i], now); /* done, or an error: it holds nothing any more */
-            any = true;
+            fin[done++] = mine[i];
+        }
+        bool any = done > 0;
+        if (any) { /* give the events back under one lock */
             pthread_mutex_lock(&mon.lock);
-            pool_give(mine[i].ev, mine[i].ctx, mine[i].start != NULL);
-            pool_give(mine[i].start, mine[i].ctx, true);
+            for (size_t i = 0; i < done; i++) {
+                pool_give(fin[i].ev, fin[i].ctx, fin[i].start != NULL);
+                pool_give(fin[i].start, fin[i].ctx, true);
+            }
             pthread_mutex_unlock(&mon.lock);
         }
         n = kept;
@@ -713,6 +743,7 @@ static void *monitor_main(void *arg)
         }
     }
     free(mine);
+    free(fin);
     pthread_mutex_lock(&mon.lock);
     mon.stopped = true;
     pthread_cond_broadcast(&mon.cond);
@@ -777,7 +808,7 @@ static void track(int cls, shape *sh, CUstream eff, CUevent start)
     if (mon.started && mon.n_in < mon.cap_in) {
         mon.in[mon.n_in++] = p;
         queued = true;
-        if (mon.n_in == 1)
+        if (mon.sleeping) /* else it is polling and finds it within 20 µs */
             pthread_cond_signal(&mon.cond);
     }
     pthread_mutex_unlock(&mon.lock);
