@@ -77,6 +77,11 @@ Test(api, get_proc_address_per_thread_flag)
     PROC_IS("cuStreamQuery", 12000, pt, "cuStreamQuery_ptsz");
     PROC_IS("cuEventRecord", 12000, pt, "cuEventRecord_ptsz");
     PROC_IS("cuStreamIsCapturing", 12000, pt, "cuStreamIsCapturing_ptsz");
+    PROC_IS("cuLaunchCooperativeKernel", 12000, pt, "cuLaunchCooperativeKernel_ptsz");
+    PROC_IS("cuMemcpyDtoDAsync", 12000, pt, "cuMemcpyDtoDAsync_v2_ptsz");
+    PROC_IS("cuMemcpyDtoDAsync", 12000, legacy, "cuMemcpyDtoDAsync_v2");
+    PROC_IS("cuMemcpyAsync", 12000, pt, "cuMemcpyAsync_ptsz");
+    PROC_IS("cuMemsetD32Async", 12000, pt, "cuMemsetD32Async_ptsz");
     /* Entry points without a per-thread variant ignore the flag. */
     PROC_IS("cuStreamCreate", 12000, pt, "cuStreamCreate");
     PROC_IS("cuCtxCreate", 12000, pt, "cuCtxCreate_v3");
@@ -398,4 +403,54 @@ Test(api, stream_is_capturing)
     CU_OK(cuStreamIsCapturing_ptsz(NULL, &st));
     cr_assert_eq(st, CU_STREAM_CAPTURE_STATUS_NONE);
     CU_IS(cuStreamIsCapturing((CUstream)(uintptr_t)0x77, &st), CUDA_ERROR_INVALID_HANDLE);
+}
+
+/* Device-to-device and unified copies, memsets: the bytes, the checks, the stream order. */
+Test(api, device_copies_and_memsets)
+{
+    CUdeviceptr a, b;
+    CU_OK(cuMemAlloc_v2(&a, 4096));
+    CU_OK(cuMemAlloc_v2(&b, 4096));
+    CUstream s = stream_prio(0);
+    uint32_t words[1024];
+    char bytes[4096];
+    CU_OK(cuMemsetD32Async(a, 0xdeadbeef, 1024, s));
+    CU_OK(cuMemsetD8Async_ptsz(b, 0x5a, 4096, s));
+    CU_OK(cuMemcpyDtoDAsync_v2(b + 8, a, 16, s));
+    CU_OK(cuMemcpyAsync((CUdeviceptr)(uintptr_t)words, a, sizeof words, s));
+    CU_OK(cuMemcpyAsync_ptsz((CUdeviceptr)(uintptr_t)bytes, b, sizeof bytes, s));
+    CU_OK(cuStreamSynchronize(s));
+    for (int i = 0; i < 1024; i++)
+        cr_assert_eq(words[i], 0xdeadbeef, "word %d: %#x", i, words[i]);
+    static const unsigned char le[4] = {0xef, 0xbe, 0xad, 0xde}; /* 0xdeadbeef in memory */
+    for (int i = 0; i < 4096; i++)
+        cr_assert_eq((unsigned char)bytes[i], i >= 8 && i < 24 ? le[(i - 8) % 4] : 0x5a,
+                     "byte %d: %#x", i, (unsigned char)bytes[i]);
+    CU_IS(cuMemsetD32Async(a + 2, 0, 4, s), CUDA_ERROR_INVALID_VALUE); /* misaligned */
+    CU_IS(cuMemsetD32Async(a, 0, 1025, s), CUDA_ERROR_INVALID_VALUE);  /* past the end */
+    CU_IS(cuMemcpyDtoDAsync_v2(a, b + 1, 4096, s), CUDA_ERROR_INVALID_VALUE);
+    CU_IS(cuMemcpyAsync(0, a, 16, s), CUDA_ERROR_INVALID_VALUE);
+    fakecuda_stats st;
+    cr_assert_eq(fakecuda_device_stats(&st), 0);
+    cr_assert_eq(st.copies_done, 5);
+}
+
+/* A cooperative launch runs like any kernel, if all its blocks can be resident at once. */
+Test(api, cooperative_launch)
+{
+    CUfunction f = fn("c10");
+    int occ;
+    CU_OK(cuOccupancyMaxActiveBlocksPerMultiprocessor(&occ, f, 256, 0));
+    CUstream s = stream_prio(0);
+    CU_OK(cuLaunchCooperativeKernel(f, (unsigned)occ * 132, 1, 1, 256, 1, 1, 0, s, NULL));
+    CU_IS(cuLaunchCooperativeKernel(f, (unsigned)occ * 132 + 1, 1, 1, 256, 1, 1, 0, s, NULL),
+          CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE);
+    CU_OK(cuLaunchCooperativeKernel_ptsz(f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL));
+    CU_OK(cuStreamSynchronize(s));
+    CU_OK(cuStreamSynchronize_ptsz(NULL));
+    fakecuda_stats st;
+    cr_assert_eq(fakecuda_device_stats(&st), 0);
+    cr_assert_eq(st.kernels_done, 2);
+    cr_assert_eq(fakecuda_calls("cuLaunchCooperativeKernel"), 2);
+    cr_assert_eq(fakecuda_calls("cuLaunchCooperativeKernel_ptsz"), 1);
 }
