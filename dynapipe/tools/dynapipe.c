@@ -522,6 +522,14 @@ static int load_batch(const opts *o, const char *lengths, const dp_cost_model *c
     dp_length_source src;
     if (dp_lengths_load(lengths, &src) != DP_OK)
         return fail();
+    if (src.histogram && src.dims == 1 && dp_cost_model_encdec(cm) && o->target_len <= 0) {
+        fprintf(stderr,
+                "dynapipe: %s is a histogram of single lengths; an encoder-decoder model "
+                "also needs targets: give --target-len\n",
+                lengths);
+        dp_lengths_free(&src);
+        return 1;
+    }
     int mt, m = dp_cost_model_max_len(cm, &mt);
     if (o->cfg.max_len > 0 && o->cfg.max_len < m)
         m = o->cfg.max_len;
