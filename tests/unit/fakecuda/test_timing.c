@@ -1,6 +1,8 @@
 /* test_timing.c: the virtual GPU's timing model: stream FIFO order, events and ElapsedTime,
  * overlap while SMs last, serialisation when they do not, memory-bound slowdown, stream and
  * launch priorities, the time scale, copies, implicit and explicit stream waits. */
+#include <pthread.h>
+
 #include "fctest.h"
 
 TestSuite(timing, .init = fc_setup, .fini = fc_teardown);
@@ -339,6 +341,65 @@ Test(timing, per_thread_stream)
     cr_assert_eq(fakecuda_calls("cuLaunchKernel_ptsz"), 2ULL * (tries + 1));
     cr_assert_eq(fakecuda_calls("cuLaunchKernel"), tries + 1ULL, "only the gates");
     cr_assert_eq(fakecuda_calls("cuEventRecord_ptsz"), tries + 1ULL);
+}
+
+typedef struct thread_arg {
+    CUfunction f;
+    CUevent done;
+    CUresult rc;
+} thread_arg;
+
+/* On the calling thread's per-thread default stream: launch f, record `done` (if any), and
+ * synchronise when there is no event. */
+static void *on_own_stream(void *p)
+{
+    thread_arg *a = p;
+    a->rc = cuCtxSetCurrent(fc_ctx);
+    if (a->rc == CUDA_SUCCESS)
+        a->rc = cuLaunchKernel_ptsz(a->f, 1, 1, 1, 32, 1, 1, 0, NULL, NULL, NULL);
+    if (a->rc == CUDA_SUCCESS)
+        a->rc = a->done ? cuEventRecord_ptsz(a->done, NULL) : cuStreamSynchronize_ptsz(NULL);
+    return NULL;
+}
+
+/* Each thread has its own per-thread stream: two threads' kernels overlap. */
+Test(timing, per_thread_streams_of_two_threads)
+{
+    thread_arg a = {fn("wide60"), event(), 0}, b = {fn("wide60"), event(), 0};
+    CUevent g;
+    for (int tries = 0;; tries++) {
+        g = gate();
+        pthread_t ta, tb;
+        cr_assert_eq(pthread_create(&ta, NULL, on_own_stream, &a), 0);
+        cr_assert_eq(pthread_create(&tb, NULL, on_own_stream, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        CU_OK(a.rc);
+        CU_OK(b.rc);
+        if (gate_settle(g, tries))
+            break;
+    }
+    MS_EQ(elapsed(g, a.done), 50);
+    MS_EQ(elapsed(g, b.done), 50);
+}
+
+/* A thread's per-thread stream goes when the thread exits: 600 threads in turn, each with
+ * its own, never run out of the device's 512 stream slots. */
+Test(timing, thread_exit_drops_per_thread_stream)
+{
+    CUmodule m;
+    thread_arg a = {NULL, NULL, 0};
+    CU_OK(cuModuleLoadData(&m, "tiny 1 1 compute\n"));
+    CU_OK(cuModuleGetFunction(&a.f, m, "tiny"));
+    for (int i = 0; i < 600; i++) {
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, on_own_stream, &a), 0);
+        pthread_join(t, NULL);
+        cr_assert_eq(a.rc, CUDA_SUCCESS, "thread %d: %d (%s)", i, a.rc, fakecuda_last_error());
+    }
+    fakecuda_stats st;
+    cr_assert_eq(fakecuda_device_stats(&st), 0);
+    cr_assert_eq(st.kernels_done, 600);
 }
 
 /* Copies take bytes / FAKECUDA_COPY_MBPS on their stream (1000 MB/s: 4 MB in 4 ms). */
