@@ -32,14 +32,19 @@ static uint64_t start_time(uint32_t pid)
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     if (!p)
         return 0;
-    unsigned long long v = 0;
     /* after ") ": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-     * utime stime cutime cstime priority nice threads itrealvalue starttime(22) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-                      "%*d %*d %llu",
-               &v) != 1)
+     * utime stime cutime cstime priority nice threads itrealvalue starttime(22): skip 19
+     * fields */
+    p += 2;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        p = p ? p + 1 : NULL;
+    }
+    if (!p)
         return 0;
-    return v;
+    char *end;
+    unsigned long long v = strtoull(p, &end, 10);
+    return end == p ? 0 : v;
 }
 
 static bool alive(const orion_slot *s)
@@ -100,8 +105,8 @@ int orion_board_attach(orion_board_handle *h, const char *group, int priority, r
     char name[NAME_MAX];
     memset(h, 0, sizeof *h);
     snprintf(name, sizeof name, "orion.%u.%s", (unsigned)getuid(), group);
-    int rc = rt_shm_open(&h->shm, name, ORION_BOARD_MAGIC, ORION_BOARD_VERSION,
-                         sizeof(orion_board), NULL, NULL, err);
+    int rc = rt_shm_open(&h->shm, name, ORION_BOARD_MAGIC, ORION_BOARD_VERSION, sizeof(orion_board),
+                         NULL, NULL, err);
     if (rc < 0)
         return rc;
     h->b = h->shm.data;

@@ -16,14 +16,14 @@ typedef enum orion_profile {
 
 /* What is in flight on the device, summed over every client of the group. */
 typedef struct orion_view {
-    uint32_t hp_inflight;                      /* high-priority kernels launched, not done */
-    uint32_t hp_sms;                           /* SMs they need */
+    uint32_t hp_inflight;                       /* high-priority kernels launched, not done */
+    uint32_t hp_sms;                            /* SMs they need */
     uint32_t hp_compute, hp_memory, hp_unknown; /* how many of them of each profile */
-    uint64_t be_inflight_us;                   /* estimated duration of BE work in flight */
+    uint64_t be_inflight_us;                    /* estimated duration of BE work in flight */
 } orion_view;
 
 typedef struct orion_limits {
-    uint32_t sm_threshold;    /* ORION_SM_THRESHOLD: SMs HP + the BE kernel may use */
+    uint32_t sm_threshold;     /* ORION_SM_THRESHOLD: SMs HP + the BE kernel may use */
     uint64_t dur_threshold_us; /* ORION_DUR_THRESHOLD_US: BE work allowed in flight */
 } orion_limits;
 

@@ -42,8 +42,8 @@ static orion_pentry *find_exact(orion_pdb *db, const char *name, const uint32_t 
     return bsearch(&key, db->e, db->n, sizeof *db->e, cmp_entry);
 }
 
-int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3],
-                  const uint32_t block[3], orion_profile p, double dur_us)
+int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3], const uint32_t block[3],
+                  orion_profile p, double dur_us)
 {
     orion_pentry *e = find_exact(db, name, grid, block);
     if (e) {
@@ -156,8 +156,10 @@ int orion_pdb_parse(orion_pdb *db, const char *text, size_t len, const char *pat
             return rt_err_set(err, EINVAL, "%s:%zu: grid '%s' / block '%s': expected X,Y,Z or *",
                               path, lineno, f[1], f[2]);
         if (!parse_profile(f[3], &prof))
-            return rt_err_set(err, EINVAL, "%s:%zu: class '%s': expected compute, memory or "
-                              "unknown", path, lineno, f[3]);
+            return rt_err_set(err, EINVAL,
+                              "%s:%zu: class '%s': expected compute, memory or "
+                              "unknown",
+                              path, lineno, f[3]);
         if (dend == f[4] || *dend || !isfinite(dur) || (dur < 0 && dur != -1))
             return rt_err_set(err, EINVAL,
                               "%s:%zu: duration '%s': expected microseconds >= 0 (or -1: "
@@ -224,7 +226,8 @@ int orion_pdb_save(orion_pdb *db, const char *path, rt_err *err)
         put_dim(f, e->grid);
         fputc('\t', f);
         put_dim(f, e->block);
-        fprintf(f, "\t%s\t%.3f\n", orion_profile_name(e->profile), e->dur_us < 0 ? -1.0 : e->dur_us);
+        fprintf(f, "\t%s\t%.3f\n", orion_profile_name(e->profile),
+                e->dur_us < 0 ? -1.0 : e->dur_us);
     }
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         int rc = rt_err_sys(err, "cannot write %s", path);
@@ -403,8 +406,8 @@ static int ncu_details(orion_pdb *db, const char **p, const char *end, char *buf
             k.dur_us = to_us(v, r.f[cunit]);
         else if (!strcmp(m, "Compute (SM) Throughput"))
             k.sm_pct = v;
-        else if (!strcmp(m, "DRAM Throughput") || (!strcmp(m, "Memory Throughput") &&
-                                                   !strcmp(r.f[cunit], "%") && isnan(k.dram_pct)))
+        else if (!strcmp(m, "DRAM Throughput") ||
+                 (!strcmp(m, "Memory Throughput") && !strcmp(r.f[cunit], "%") && isnan(k.dram_pct)))
             k.dram_pct = v;
     }
     return added + add_kernel(db, &k, ridge, err);
@@ -449,8 +452,8 @@ static int ncu_raw(orion_pdb *db, const char **p, const char *end, char *buf, co
         kacc_reset(&k);
         snprintf(k.name, sizeof k.name, "%s", r.f[cname]);
         if (!ncu_dim(r.f[cgrid], k.grid) || !ncu_dim(r.f[cblock], k.block))
-            return rt_err_set(err, EINVAL, "ncu CSV: kernel %s: grid '%s' / block '%s'",
-                              r.f[cname], r.f[cgrid], r.f[cblock]);
+            return rt_err_set(err, EINVAL, "ncu CSV: kernel %s: grid '%s' / block '%s'", r.f[cname],
+                              r.f[cgrid], r.f[cblock]);
         k.dur_us = to_us(number(r.f[cdur]), units[cdur]);
         k.sm_pct = csm >= 0 && csm < r.n ? number(r.f[csm]) : NAN;
         k.dram_pct = cdram >= 0 && cdram < r.n ? number(r.f[cdram]) : NAN;

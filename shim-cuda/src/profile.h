@@ -41,8 +41,8 @@ int orion_pdb_save(orion_pdb *db, const char *path, rt_err *err);
 void orion_pdb_free(orion_pdb *db);
 
 /* Add or replace the entry of (name, grid, block). */
-int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3],
-                  const uint32_t block[3], orion_profile p, double dur_us);
+int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3], const uint32_t block[3],
+                  orion_profile p, double dur_us);
 /* The entry for this launch: the exact shape, else the name's any-shape entry, else NULL. */
 const orion_pentry *orion_pdb_find(orion_pdb *db, const char *name, const uint32_t grid[3],
                                    const uint32_t block[3]);

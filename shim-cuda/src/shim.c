@@ -47,12 +47,12 @@
 enum { CLS_PASS = -1, CLS_BE = 0, CLS_HP = 1 };
 
 static const char *const prio_names[] = {"be", "hp", NULL};
-#define DEFAULT_DUR_US   100 /* a kernel with no known duration counts this much */
-#define FALLBACK_BUDGET  250 /* µs of BE work in flight before an HP latency is measured */
+#define DEFAULT_DUR_US  100 /* a kernel with no known duration counts this much */
+#define FALLBACK_BUDGET 250 /* µs of BE work in flight before an HP latency is measured */
 
 static struct {
-    bool active;   /* false: pass everything through */
-    int priority;  /* CLS_BE or CLS_HP */
+    bool active;  /* false: pass everything through */
+    int priority; /* CLS_BE or CLS_HP */
     char group[RT_HOST_MAX];
     long long sm_threshold, dur_threshold_us;
     char profile_db[PATH_MAX], stats[PATH_MAX];
@@ -74,20 +74,46 @@ static void load_config(void)
     int p = 0;
     snprintf(cfg.group, sizeof cfg.group, "default");
     rt_env_spec spec[] = {
-        {.name = "ORION_PRIORITY", .def = NULL, .names = prio_names, .dest = &p,
-         .type = RT_ENV_ENUM, .help = "hp or be"},
-        {.name = "ORION_GROUP", .def = NULL, .dest = cfg.group, .type = RT_ENV_STRING,
+        {.name = "ORION_PRIORITY",
+         .def = NULL,
+         .names = prio_names,
+         .dest = &p,
+         .type = RT_ENV_ENUM,
+         .help = "hp or be"},
+        {.name = "ORION_GROUP",
+         .def = NULL,
+         .dest = cfg.group,
+         .type = RT_ENV_STRING,
          .help = "clients sharing one GPU"},
-        {.name = "ORION_SM_THRESHOLD", .def = "0", .min = 0, .max = 1 << 20,
-         .dest = &cfg.sm_threshold, .type = RT_ENV_INT, .help = "0: the device's SM count"},
-        {.name = "ORION_DUR_THRESHOLD_US", .def = "0", .min = 0, .max = 1000000000,
-         .dest = &cfg.dur_threshold_us, .type = RT_ENV_INT,
+        {.name = "ORION_SM_THRESHOLD",
+         .def = "0",
+         .min = 0,
+         .max = 1 << 20,
+         .dest = &cfg.sm_threshold,
+         .type = RT_ENV_INT,
+         .help = "0: the device's SM count"},
+        {.name = "ORION_DUR_THRESHOLD_US",
+         .def = "0",
+         .min = 0,
+         .max = 1000000000,
+         .dest = &cfg.dur_threshold_us,
+         .type = RT_ENV_INT,
          .help = "0: 2.5 % of the HP request latency"},
-        {.name = "ORION_PROFILE_DB", .def = NULL, .dest = cfg.profile_db, .type = RT_ENV_PATH,
-         .flags = RT_PATH_EXISTS, .help = "profile database"},
-        {.name = "ORION_LEARN", .def = "0", .dest = &cfg.learn, .type = RT_ENV_BOOL,
+        {.name = "ORION_PROFILE_DB",
+         .def = NULL,
+         .dest = cfg.profile_db,
+         .type = RT_ENV_PATH,
+         .flags = RT_PATH_EXISTS,
+         .help = "profile database"},
+        {.name = "ORION_LEARN",
+         .def = "0",
+         .dest = &cfg.learn,
+         .type = RT_ENV_BOOL,
          .help = "learn durations"},
-        {.name = "ORION_STATS", .def = NULL, .dest = cfg.stats, .type = RT_ENV_PATH,
+        {.name = "ORION_STATS",
+         .def = NULL,
+         .dest = cfg.stats,
+         .type = RT_ENV_PATH,
          .help = "JSON statistics at exit"},
     };
     if (rt_env_load(spec, sizeof spec / sizeof spec[0], &err) != 0) {
@@ -96,8 +122,10 @@ static void load_config(void)
     }
     for (const char *c = cfg.group; *c; c++)
         if (*c == '/') {
-            rt_log(&lg, RT_LOG_ERROR, "ORION_GROUP='%s': no '/' allowed; passing every call "
-                   "through", cfg.group);
+            rt_log(&lg, RT_LOG_ERROR,
+                   "ORION_GROUP='%s': no '/' allowed; passing every call "
+                   "through",
+                   cfg.group);
             return;
         }
     if (cfg.profile_db[0] && orion_pdb_load(&cfg.db, cfg.profile_db, &err) != 0) {
@@ -106,7 +134,8 @@ static void load_config(void)
         return;
     }
     if (cfg.learn && !cfg.profile_db[0])
-        rt_log(&lg, RT_LOG_WARN, "ORION_LEARN=1 without ORION_PROFILE_DB: learned durations "
+        rt_log(&lg, RT_LOG_WARN,
+               "ORION_LEARN=1 without ORION_PROFILE_DB: learned durations "
                "are used in this process only");
     cfg.priority = p == 1 ? CLS_HP : CLS_BE;
     if (orion_board_attach(&cfg.board, cfg.group, cfg.priority, &err) != 0) {
@@ -144,10 +173,10 @@ static void *next_sym(void *_Atomic *slot, const char *name)
     return p;
 }
 
-#define REAL(type, name)                                                                       \
-    ({                                                                                         \
-        static void *_Atomic s_##name;                                                         \
-        (type) next_sym(&s_##name, #name);                                                     \
+#define REAL(type, name)                                                                           \
+    ({                                                                                             \
+        static void *_Atomic s_##name;                                                             \
+        (type) next_sym(&s_##name, #name);                                                         \
     })
 
 /* Driver calls the shim makes for itself (occupancy, names, events, priorities). */
@@ -218,7 +247,8 @@ static void load_driver(void)
     d.ok = d.ev_create && d.ev_record && d.ev_query && d.capturing && d.ctx_get && d.ctx_dev &&
            d.dev_attr && d.ctx_set;
     if (!d.ok)
-        rt_log(&lg, RT_LOG_ERROR, "the driver lacks entry points the shim needs (events, "
+        rt_log(&lg, RT_LOG_ERROR,
+               "the driver lacks entry points the shim needs (events, "
                "capture status, contexts); passing every call through");
 }
 
@@ -273,8 +303,10 @@ static void *bind_real(family *f, void *real, bool ptsz)
         w = f->wrapper[i];
     else if (!f->warned) {
         f->warned = true;
-        rt_log(&lg, RT_LOG_WARN, "%s: more than %d distinct entry points; further ones are "
-               "not intercepted", f->name, NSLOT);
+        rt_log(&lg, RT_LOG_WARN,
+               "%s: more than %d distinct entry points; further ones are "
+               "not intercepted",
+               f->name, NSLOT);
     }
     pthread_mutex_unlock(&bind_lock);
     return w;
@@ -283,16 +315,16 @@ static void *bind_real(family *f, void *real, bool ptsz)
 typedef CUresult (*launch_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
                               unsigned, unsigned, CUstream, void **, void **);
 typedef CUresult (*launchex_fn)(const CUlaunchConfig *, CUfunction, void **, void **);
-typedef CUresult (*coop_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-                            unsigned, unsigned, CUstream, void **);
+typedef CUresult (*coop_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                            unsigned, CUstream, void **);
 typedef CUresult (*graph_fn)(CUgraphExec, CUstream);
 typedef CUresult (*gpa1_fn)(const char *, void **, int, cuuint64_t);
 typedef CUresult (*gpa2_fn)(const char *, void **, int, cuuint64_t,
                             CUdriverProcAddressQueryResult *);
 
-static CUresult launch_impl(const binding *b, CUfunction f, unsigned gx, unsigned gy,
-                            unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned smem,
-                            CUstream s, void **params, void **extra, int kind);
+static CUresult launch_impl(const binding *b, CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+                            unsigned bx, unsigned by, unsigned bz, unsigned smem, CUstream s,
+                            void **params, void **extra, int kind);
 static CUresult launchex_impl(const binding *b, const CUlaunchConfig *c, CUfunction f,
                               void **params, void **extra);
 static CUresult graph_impl(const binding *b, CUgraphExec g, CUstream s);
@@ -301,45 +333,46 @@ static CUresult gpa_impl(const char *sym, void **pfn, int ver, cuuint64_t flags,
 
 enum { K_LAUNCH, K_COOP };
 
-#define LAUNCH_W(i)                                                                            \
-    static CUresult launch_w##i(CUfunction f, unsigned gx, unsigned gy, unsigned gz,          \
-                                unsigned bx, unsigned by, unsigned bz, unsigned smem,          \
-                                CUstream s, void **p, void **e)                                \
-    {                                                                                          \
-        return launch_impl(&fam_launch.b[i], f, gx, gy, gz, bx, by, bz, smem, s, p, e,         \
-                           K_LAUNCH);                                                          \
+#define LAUNCH_W(i)                                                                                \
+    static CUresult launch_w##i(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,  \
+                                unsigned by, unsigned bz, unsigned smem, CUstream s, void **p,     \
+                                void **e)                                                          \
+    {                                                                                              \
+        return launch_impl(&fam_launch.b[i], f, gx, gy, gz, bx, by, bz, smem, s, p, e, K_LAUNCH);  \
     }
-#define COOP_W(i)                                                                              \
-    static CUresult coop_w##i(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, \
-                              unsigned by, unsigned bz, unsigned smem, CUstream s, void **p)   \
-    {                                                                                          \
-        return launch_impl(&fam_coop.b[i], f, gx, gy, gz, bx, by, bz, smem, s, p, NULL,        \
-                           K_COOP);                                                            \
+#define COOP_W(i)                                                                                  \
+    static CUresult coop_w##i(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,    \
+                              unsigned by, unsigned bz, unsigned smem, CUstream s, void **p)       \
+    {                                                                                              \
+        return launch_impl(&fam_coop.b[i], f, gx, gy, gz, bx, by, bz, smem, s, p, NULL, K_COOP);   \
     }
-#define LAUNCHEX_W(i)                                                                          \
-    static CUresult launchex_w##i(const CUlaunchConfig *c, CUfunction f, void **p, void **e)   \
-    {                                                                                          \
-        return launchex_impl(&fam_launchex.b[i], c, f, p, e);                                  \
+#define LAUNCHEX_W(i)                                                                              \
+    static CUresult launchex_w##i(const CUlaunchConfig *c, CUfunction f, void **p, void **e)       \
+    {                                                                                              \
+        return launchex_impl(&fam_launchex.b[i], c, f, p, e);                                      \
     }
-#define GRAPH_W(i)                                                                             \
-    static CUresult graph_w##i(CUgraphExec g, CUstream s)                                      \
-    {                                                                                          \
-        return graph_impl(&fam_graph.b[i], g, s);                                              \
+#define GRAPH_W(i)                                                                                 \
+    static CUresult graph_w##i(CUgraphExec g, CUstream s)                                          \
+    {                                                                                              \
+        return graph_impl(&fam_graph.b[i], g, s);                                                  \
     }
-#define GPA1_W(i)                                                                              \
-    static CUresult gpa1_w##i(const char *sym, void **pfn, int ver, cuuint64_t fl)             \
-    {                                                                                          \
-        return gpa_impl(sym, pfn, ver, fl, NULL, &fam_gpa1.b[i], false);                       \
+#define GPA1_W(i)                                                                                  \
+    static CUresult gpa1_w##i(const char *sym, void **pfn, int ver, cuuint64_t fl)                 \
+    {                                                                                              \
+        return gpa_impl(sym, pfn, ver, fl, NULL, &fam_gpa1.b[i], false);                           \
     }
-#define GPA2_W(i)                                                                              \
-    static CUresult gpa2_w##i(const char *sym, void **pfn, int ver, cuuint64_t fl,             \
-                              CUdriverProcAddressQueryResult *st)                              \
-    {                                                                                          \
-        return gpa_impl(sym, pfn, ver, fl, st, &fam_gpa2.b[i], true);                          \
+#define GPA2_W(i)                                                                                  \
+    static CUresult gpa2_w##i(const char *sym, void **pfn, int ver, cuuint64_t fl,                 \
+                              CUdriverProcAddressQueryResult *st)                                  \
+    {                                                                                              \
+        return gpa_impl(sym, pfn, ver, fl, st, &fam_gpa2.b[i], true);                              \
     }
 #define EIGHT(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
-#define LIST8(p) {(void *)p##0, (void *)p##1, (void *)p##2, (void *)p##3, (void *)p##4,         \
-                  (void *)p##5, (void *)p##6, (void *)p##7}
+#define LIST8(p)                                                                                   \
+    {                                                                                              \
+        (void *)p##0, (void *)p##1, (void *)p##2, (void *)p##3, (void *)p##4, (void *)p##5,        \
+            (void *)p##6, (void *)p##7                                                             \
+    }
 
 static family fam_launch, fam_coop, fam_launchex, fam_graph, fam_gpa1, fam_gpa2;
 EIGHT(LAUNCH_W)
@@ -390,8 +423,8 @@ typedef struct shape {
     uint32_t grid[3], block[3], smem;
     uint32_t sm_need;
     orion_profile profile;
-    _Atomic uint64_t dur_us;        /* estimate: database, learned, or DEFAULT_DUR_US */
-    _Atomic uint64_t learned_n;     /* ORION_LEARN: runs measured */
+    _Atomic uint64_t dur_us;    /* estimate: database, learned, or DEFAULT_DUR_US */
+    _Atomic uint64_t learned_n; /* ORION_LEARN: runs measured */
     _Atomic uint64_t learned_sum_ns;
     char name[200];
 } shape;
@@ -434,8 +467,7 @@ static void fill_shape(shape *s)
     uint64_t blocks = (uint64_t)s->grid[0] * s->grid[1] * s->grid[2];
     int per_sm = 0;
     int threads = (int)(s->block[0] * s->block[1] * s->block[2]);
-    if (!d.occupancy || d.occupancy(&per_sm, s->f, threads, s->smem) != CUDA_SUCCESS ||
-        per_sm < 1)
+    if (!d.occupancy || d.occupancy(&per_sm, s->f, threads, s->smem) != CUDA_SUCCESS || per_sm < 1)
         s->sm_need = sms; /* unknown: assume it fills the device */
     else
         s->sm_need = (uint32_t)(blocks / (uint64_t)per_sm + (blocks % (uint64_t)per_sm != 0));
@@ -446,8 +478,7 @@ static void fill_shape(shape *s)
         snprintf(s->name, sizeof s->name, "%s", name);
     s->profile = ORION_UNKNOWN;
     atomic_store(&s->dur_us, DEFAULT_DUR_US);
-    const orion_pentry *e = s->name[0] ? orion_pdb_find(&cfg.db, s->name, s->grid, s->block)
-                                       : NULL;
+    const orion_pentry *e = s->name[0] ? orion_pdb_find(&cfg.db, s->name, s->grid, s->block) : NULL;
     if (e) {
         s->profile = e->profile;
         if (e->dur_us >= 0)
@@ -674,8 +705,8 @@ static void complete(const pending *p, uint64_t now)
         ms >= 0) {
         shape *sh = p->sh;
         uint64_t n = atomic_fetch_add(&sh->learned_n, 1) + 1;
-        uint64_t sum = atomic_fetch_add(&sh->learned_sum_ns, (uint64_t)(ms * 1e6)) +
-                       (uint64_t)(ms * 1e6);
+        uint64_t sum =
+            atomic_fetch_add(&sh->learned_sum_ns, (uint64_t)(ms * 1e6)) + (uint64_t)(ms * 1e6);
         atomic_store(&sh->dur_us, sum / n / 1000 + 1);
     }
 }
@@ -704,7 +735,7 @@ static void *monitor_main(void *arg)
                 cap = nc;
             }
         }
-        if (n + mon.n_in <= cap) {
+        if (mon.n_in && n + mon.n_in <= cap) {
             memcpy(mine + n, mon.in, mon.n_in * sizeof *mine);
             n += mon.n_in;
             mon.n_in = 0;
@@ -838,10 +869,9 @@ static void gate(const shape *sh)
         uint32_t gen = atomic_load(&bd->generation);
         orion_view v;
         orion_board_view(bd, &v);
-        orion_limits l = {
-            cfg.sm_threshold ? (uint32_t)cfg.sm_threshold : device_sms(),
-            cfg.dur_threshold_us ? (uint64_t)cfg.dur_threshold_us
-                                 : orion_board_dur_budget_us(bd, FALLBACK_BUDGET)};
+        orion_limits l = {cfg.sm_threshold ? (uint32_t)cfg.sm_threshold : device_sms(),
+                          cfg.dur_threshold_us ? (uint64_t)cfg.dur_threshold_us
+                                               : orion_board_dur_budget_us(bd, FALLBACK_BUDGET)};
         orion_verdict vd = orion_policy(&v, &k, &l);
         if (vd == ORION_GO)
             break;
@@ -893,7 +923,8 @@ static int before_launch(CUstream s, bool ptsz, CUfunction f, const uint32_t g[3
     atomic_fetch_add(cls == CLS_HP ? &st.hp : &st.be, 1);
     if (!f)
         atomic_fetch_add(&st.graph, 1);
-    if (cls == CLS_HP && atomic_load_explicit(&cfg.board.b->be_clients, memory_order_relaxed) == 0) {
+    if (cls == CLS_HP &&
+        atomic_load_explicit(&cfg.board.b->be_clients, memory_order_relaxed) == 0) {
         atomic_fetch_add(&st.hp_alone, 1); /* nobody to protect: no event, no board update */
         return CLS_PASS;
     }
@@ -930,9 +961,9 @@ static void after_launch(CUresult r, int cls, shape *sh, CUstream eff, CUevent s
     }
 }
 
-static CUresult launch_impl(const binding *b, CUfunction f, unsigned gx, unsigned gy,
-                            unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned smem,
-                            CUstream s, void **params, void **extra, int kind)
+static CUresult launch_impl(const binding *b, CUfunction f, unsigned gx, unsigned gy, unsigned gz,
+                            unsigned bx, unsigned by, unsigned bz, unsigned smem, CUstream s,
+                            void **params, void **extra, int kind)
 {
     void *real = atomic_load(&b->real);
     uint32_t g[3] = {gx, gy, gz}, bl[3] = {bx, by, bz};
@@ -987,44 +1018,43 @@ static binding *exported(binding *b, const char *name)
     return b;
 }
 
-#define EXPORT_LAUNCH(name, ptsz_)                                                             \
-    EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,     \
-                         unsigned by, unsigned bz, unsigned smem, CUstream s, void **p,        \
-                         void **e)                                                             \
-    {                                                                                          \
-        static binding b = {.ptsz = ptsz_};                                                    \
-        if (!atomic_load(&exported(&b, #name)->real))                                          \
-            return CUDA_ERROR_NOT_INITIALIZED;                                                 \
-        return launch_impl(&b, f, gx, gy, gz, bx, by, bz, smem, s, p, e, K_LAUNCH);            \
+#define EXPORT_LAUNCH(name, ptsz_)                                                                 \
+    EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,         \
+                         unsigned by, unsigned bz, unsigned smem, CUstream s, void **p, void **e)  \
+    {                                                                                              \
+        static binding b = {.ptsz = (ptsz_)};                                                      \
+        if (!atomic_load(&exported(&b, #name)->real))                                              \
+            return CUDA_ERROR_NOT_INITIALIZED;                                                     \
+        return launch_impl(&b, f, gx, gy, gz, bx, by, bz, smem, s, p, e, K_LAUNCH);                \
     }
-#define EXPORT_COOP(name, ptsz_)                                                               \
-    EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,     \
-                         unsigned by, unsigned bz, unsigned smem, CUstream s, void **p)        \
-    {                                                                                          \
-        static binding b = {.ptsz = ptsz_};                                                    \
-        if (!atomic_load(&exported(&b, #name)->real))                                          \
-            return CUDA_ERROR_NOT_INITIALIZED;                                                 \
-        return launch_impl(&b, f, gx, gy, gz, bx, by, bz, smem, s, p, NULL, K_COOP);           \
+#define EXPORT_COOP(name, ptsz_)                                                                   \
+    EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,         \
+                         unsigned by, unsigned bz, unsigned smem, CUstream s, void **p)            \
+    {                                                                                              \
+        static binding b = {.ptsz = (ptsz_)};                                                      \
+        if (!atomic_load(&exported(&b, #name)->real))                                              \
+            return CUDA_ERROR_NOT_INITIALIZED;                                                     \
+        return launch_impl(&b, f, gx, gy, gz, bx, by, bz, smem, s, p, NULL, K_COOP);               \
     }
-#define EXPORT_LAUNCHEX(name, ptsz_)                                                           \
-    EXPORT CUresult name(const CUlaunchConfig *c, CUfunction f, void **p, void **e)            \
-    {                                                                                          \
-        static binding b = {.ptsz = ptsz_};                                                    \
-        if (!atomic_load(&exported(&b, #name)->real))                                          \
-            return CUDA_ERROR_NOT_INITIALIZED;                                                 \
-        return launchex_impl(&b, c, f, p, e);                                                  \
+#define EXPORT_LAUNCHEX(name, ptsz_)                                                               \
+    EXPORT CUresult name(const CUlaunchConfig *c, CUfunction f, void **p, void **e)                \
+    {                                                                                              \
+        static binding b = {.ptsz = (ptsz_)};                                                      \
+        if (!atomic_load(&exported(&b, #name)->real))                                              \
+            return CUDA_ERROR_NOT_INITIALIZED;                                                     \
+        return launchex_impl(&b, c, f, p, e);                                                      \
     }
-#define EXPORT_GRAPH(name, ptsz_)                                                              \
-    EXPORT CUresult name(CUgraphExec g, CUstream s)                                            \
-    {                                                                                          \
-        static binding b = {.ptsz = ptsz_};                                                    \
-        if (!atomic_load(&exported(&b, #name)->real))                                          \
-            return CUDA_ERROR_NOT_INITIALIZED;                                                 \
-        return graph_impl(&b, g, s);                                                           \
+#define EXPORT_GRAPH(name, ptsz_)                                                                  \
+    EXPORT CUresult name(CUgraphExec g, CUstream s)                                                \
+    {                                                                                              \
+        static binding b = {.ptsz = (ptsz_)};                                                      \
+        if (!atomic_load(&exported(&b, #name)->real))                                              \
+            return CUDA_ERROR_NOT_INITIALIZED;                                                     \
+        return graph_impl(&b, g, s);                                                               \
     }
 
-CUresult cuLaunchKernel_ptsz(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-                             unsigned, unsigned, CUstream, void **, void **);
+CUresult cuLaunchKernel_ptsz(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, CUstream, void **, void **);
 CUresult cuLaunchCooperativeKernel_ptsz(CUfunction, unsigned, unsigned, unsigned, unsigned,
                                         unsigned, unsigned, unsigned, CUstream, void **);
 CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *, CUfunction, void **, void **);
@@ -1040,16 +1070,16 @@ EXPORT_GRAPH(cuGraphLaunch, false)
 EXPORT_GRAPH(cuGraphLaunch_ptsz, true)
 
 /* Copies and syncs: counted, never reordered. */
-#define PASS_COUNTED(counter, ret, name, params, args)                                         \
-    ret name params;                                                                           \
-    EXPORT ret name params                                                                     \
-    {                                                                                          \
-        typedef ret(*fn_t) params;                                                             \
-        fn_t real = REAL(fn_t, name);                                                          \
-        if (!real)                                                                             \
-            return CUDA_ERROR_NOT_INITIALIZED;                                                 \
-        atomic_fetch_add(&st.counter, 1);                                                      \
-        return real args;                                                                      \
+#define PASS_COUNTED(counter, ret, name, params, args)                                             \
+    ret name params;                                                                               \
+    EXPORT ret name params                                                                         \
+    {                                                                                              \
+        typedef ret(*fn_t) params; /* NOLINT(bugprone-macro-parentheses): a type */                \
+        fn_t real = REAL(fn_t, name);                                                              \
+        if (!real)                                                                                 \
+            return CUDA_ERROR_NOT_INITIALIZED;                                                     \
+        atomic_fetch_add(&st.counter, 1);                                                          \
+        return real args;                                                                          \
     }
 
 PASS_COUNTED(copies, CUresult, cuMemcpyHtoDAsync_v2,
@@ -1094,8 +1124,8 @@ static CUresult gpa_impl(const char *sym, void **pfn, int ver, cuuint64_t flags,
                          CUdriverProcAddressQueryResult *status, const binding *b, bool v2)
 {
     void *real = atomic_load(&b->real);
-    CUresult r = v2 ? ((gpa2_fn)real)(sym, pfn, ver, flags, status)
-                    : ((gpa1_fn)real)(sym, pfn, ver, flags);
+    CUresult r =
+        v2 ? ((gpa2_fn)real)(sym, pfn, ver, flags, status) : ((gpa1_fn)real)(sym, pfn, ver, flags);
     if (r != CUDA_SUCCESS || !sym || !pfn || !*pfn)
         return r;
     family *f = family_of(sym, ver);
@@ -1208,8 +1238,8 @@ static void write_learned(void)
         shape *s = atomic_load(&shapes[i]);
         if (!s || !s->name[0] || atomic_load(&s->learned_n) == 0)
             continue;
-        double us = (double)atomic_load(&s->learned_sum_ns) / 1e3 /
-                    (double)atomic_load(&s->learned_n);
+        double us =
+            (double)atomic_load(&s->learned_sum_ns) / 1e3 / (double)atomic_load(&s->learned_n);
         orion_pdb_put(&out, s->name, s->grid, s->block, s->profile, us);
     }
     char path[PATH_MAX + 32];

@@ -44,8 +44,7 @@ static void refused(const char *text, const char *needle)
 {
     orion_pdb db = {0};
     rt_err err = {0};
-    cr_assert_lt(orion_pdb_parse(&db, text, strlen(text), "db.tsv", &err), 0, "accepted: %s",
-                 text);
+    cr_assert_lt(orion_pdb_parse(&db, text, strlen(text), "db.tsv", &err), 0, "accepted: %s", text);
     cr_assert(strstr(err.msg, needle), "'%s' not in '%s'", needle, err.msg);
     orion_pdb_free(&db);
 }
@@ -78,7 +77,8 @@ Test(ncu, details_page)
         "\"1.50\"\n"
         "\"0\",\"1\",\"gemm\",\"(256, 1, 1)\",\"(128, 1, 1)\",\"SOL\",\"Compute (SM) Throughput\","
         "\"%\",\"88.1\"\n"
-        "\"1\",\"1\",\"copy, \"\"v2\"\"\",\"(256, 1, 1)\",\"(64, 1, 1)\",\"SOL\",\"DRAM Throughput\","
+        "\"1\",\"1\",\"copy, \"\"v2\"\"\",\"(256, 1, 1)\",\"(64, 1, 1)\",\"SOL\",\"DRAM "
+        "Throughput\","
         "\"%\",\"91\"\n"
         "\"1\",\"1\",\"copy, \"\"v2\"\"\",\"(256, 1, 1)\",\"(64, 1, 1)\",\"SOL\",\"Duration\","
         "\"usecond\",\"1,234.5\"\n"
