@@ -454,3 +454,16 @@ Test(api, cooperative_launch)
     cr_assert_eq(fakecuda_calls("cuLaunchCooperativeKernel"), 2);
     cr_assert_eq(fakecuda_calls("cuLaunchCooperativeKernel_ptsz"), 1);
 }
+
+/* FAKECUDA_DRIVER_VERSION is what cuDriverGetVersion reports, before and after cuInit. */
+Test(api_env, driver_version_knob)
+{
+    setenv("FAKECUDA_DRIVER_VERSION", "12040", 1);
+    int v = 0;
+    CU_OK(cuDriverGetVersion(&v));
+    cr_assert_eq(v, 12040);
+    fc_setup();
+    CU_OK(cuDriverGetVersion(&v));
+    cr_assert_eq(v, 12040);
+    CU_IS(cuDriverGetVersion(NULL), CUDA_ERROR_INVALID_VALUE);
+}
