@@ -166,12 +166,14 @@ typedef struct dp_config {
     double param_factor; /* model-state bytes per fp16 parameter byte (8: Adam, no ZeRO) */
     double p2p_gbps;     /* point-to-point bandwidth, GB/s */
     double p2p_latency_ms;
-    double tmax_tol;     /* relative tolerance when stepping T_max candidates (0: exact) */
-    unsigned rc_mask;    /* recompute modes to try: bit dp_rc */
-    unsigned sched_mask; /* schedules to try: bit dp_sched_kind */
-    int pack_len;        /* packing baseline: row length (GPT sequence, T5 input) */
-    int pack_target_len; /* packing baseline: T5 target row length */
-    long token_budget;   /* token-budget baseline: padded tokens per micro-batch */
+    double tmax_tol;        /* relative tolerance when stepping T_max candidates (0: exact) */
+    unsigned rc_mask;       /* recompute modes to try: bit dp_rc */
+    bool rc_per_microbatch; /* each micro-batch its own cheapest feasible mode (default false:
+                               one mode per iteration, as in the paper) */
+    unsigned sched_mask;    /* schedules to try: bit dp_sched_kind */
+    int pack_len;           /* packing baseline: row length (GPT sequence, T5 input) */
+    int pack_target_len;    /* packing baseline: T5 target row length */
+    long token_budget;      /* token-budget baseline: padded tokens per micro-batch */
 } dp_config;
 
 /* Defaults for a cost model: GPT 32 layers hidden 4096, T5 12+12 layers hidden 1024; 4 stages,
@@ -195,8 +197,10 @@ typedef struct dp_mb_eval {
     char why[160];                   /* why infeasible */
 } dp_mb_eval;
 
-/* Model state (parameters, gradients, optimizer) per stage in MB, and what is left for
- * activations: memory_mb minus it (may be negative). */
+/* Model state (parameters, gradients, optimizer) per stage in MB; what is left for
+ * activations is memory_mb minus it (may be negative). The state does not depend on the
+ * recompute mode: the profiles' parameter sizes differ between modes by noise (< 0.04 %), and
+ * the largest over the profiled modes is taken (rc is accepted for symmetry). */
 double dp_stage_state_mb(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc, int stage);
 /* Layers of each component on stage s: layers are split evenly in order, encoder first. */
 void dp_stage_layers(const dp_config *cfg, int stage, int *enc, int *dec);
@@ -221,7 +225,9 @@ double dp_adjacency_cost(const dp_sample *s, const size_t *order, size_t n);
 typedef struct dp_partition {
     size_t *cut; /* micro-batch k = ordered samples [cut[k], cut[k+1]); cut[0] = 0 */
     size_t n_mb;
-    dp_rc rc;
+    dp_rc rc;            /* the mode (with rc_mixed: the mode of the slowest micro-batch) */
+    dp_rc *mb_rc;        /* per micro-batch */
+    bool rc_mixed;       /* planned with rc_per_microbatch */
     double t_max_ms;     /* the slowest micro-batch */
     double sum_ms;       /* f(N): sum of micro-batch costs */
     double objective_ms; /* (S - 1) * T_max + f(N) / D */
@@ -233,7 +239,9 @@ void dp_partition_free(dp_partition *p);
  * (ordered[k] = the k-th sample). DP_EINFEASIBLE (naming the sample) when no partition fits. */
 dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
                           const dp_sample *ordered, size_t n, dp_partition *out);
-/* The same over every mode in cfg->rc_mask; the best feasible objective is kept. */
+/* The same over every mode in cfg->rc_mask; the best feasible objective is kept. With
+ * cfg->rc_per_microbatch one DP instead, where a micro-batch's cost is its cheapest feasible
+ * mode's (still exact for that objective). */
 dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *ordered,
                             size_t n, dp_partition *out);
 
@@ -278,6 +286,7 @@ typedef struct dp_microbatch {
     size_t *samples; /* indices into the input batch (packing: those with tokens in it) */
     size_t n;
     int mbs;                         /* micro-batch size: samples, or rows for packing */
+    dp_rc rc;                        /* its recompute mode */
     int padded_input, padded_target; /* GPT: padded_input is the sequence, target 0 */
     double cost_ms;
     int replica; /* data-parallel replica that runs it */
@@ -287,7 +296,8 @@ typedef struct dp_microbatch {
 typedef struct dp_result {
     dp_microbatch *mb;
     size_t n_mb;
-    dp_rc rc;
+    dp_rc rc; /* the recompute mode (rc_mixed: chosen per micro-batch, see mb[k].rc) */
+    bool rc_mixed;
     dp_sched_kind schedule;
     double t_max_ms, objective_ms, iteration_ms, tokens_per_s;
     long real_tokens, padded_tokens; /* padded_tokens: tokens computed, pad included */

@@ -25,28 +25,55 @@
 
 /* ---- the cost table ---------------------------------------------------------------------- */
 
-/* c(e - k, e) for k = 1..w[e] at c[off[e] + k - 1]; INFINITY where infeasible. */
+/* c(e - k, e) for k = 1..w[e] at c[off[e] + k - 1] (INFINITY where infeasible), and the
+ * recompute mode that gives it at r[off[e] + k - 1]. */
 typedef struct cost_table {
     size_t n;
     size_t *off, *w;
     double *c;
+    unsigned char *r;
     size_t used, cap;
     size_t first_bad; /* a sample that is infeasible alone, or n */
     char why[160];
 } cost_table;
 
-static dp_status table_push(cost_table *t, double c)
+static dp_status table_push(cost_table *t, double c, int rc)
 {
     if (t->used == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 1024;
         double *nc = realloc(t->c, cap * sizeof *nc);
-        if (!nc)
+        if (nc)
+            t->c = nc;
+        unsigned char *nr = realloc(t->r, cap);
+        if (nr)
+            t->r = nr;
+        if (!nc || !nr)
             return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
-        t->c = nc;
         t->cap = cap;
     }
-    t->c[t->used++] = c;
+    t->c[t->used] = c;
+    t->r[t->used++] = (unsigned char)rc;
     return DP_OK;
+}
+
+/* The cheapest feasible mode of `modes` for one micro-batch; INFINITY (with why) if none. */
+static double cheapest(const dp_cost_model *cm, const dp_config *cfg, unsigned modes, int k,
+                       int pin, int ptgt, int *rc, char *why, size_t whylen)
+{
+    double best = INFINITY;
+    dp_mb_eval ev;
+    for (int m = 0; m < DP_RC_COUNT; m++) {
+        if (!(modes & (1u << m)))
+            continue;
+        dp_mb_evaluate(cm, cfg, (dp_rc)m, k, pin, ptgt, &ev);
+        if (ev.feasible && ev.cost_ms < best) {
+            best = ev.cost_ms;
+            *rc = m;
+        } else if (!ev.feasible && best == INFINITY) {
+            snprintf(why, whylen, "%s", ev.why);
+        }
+    }
+    return best;
 }
 
 /* The padded shape of a micro-batch from its maxima: a T5 micro-batch pads inputs and targets
@@ -60,7 +87,7 @@ static void padded(const dp_cost_model *cm, const dp_config *cfg, int max_in, in
 
 /* Extending a micro-batch to the left only adds a sample and raises maxima, so with a
  * monotone cost model the first infeasible extension ends the row. */
-static dp_status table_build(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
+static dp_status table_build(const dp_cost_model *cm, const dp_config *cfg, unsigned modes,
                              const dp_sample *s, size_t n, cost_table *t)
 {
     memset(t, 0, sizeof *t);
@@ -71,25 +98,24 @@ static dp_status table_build(const dp_cost_model *cm, const dp_config *cfg, dp_r
     if (!t->off || !t->w)
         return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
     bool stop_early = dp_cost_model_monotone(cm), t5 = dp_cost_model_encdec(cm);
-    dp_mb_eval ev;
+    char why[160] = "";
     for (size_t e = 1; e <= n; e++) {
         t->off[e] = t->used;
         int max_in = 0, max_tgt = 0;
         for (size_t k = 1; k <= e; k++) {
             const dp_sample *x = &s[e - k];
-            int in = t5 ? x->input_len : x->input_len + x->target_len;
+            int in = t5 ? x->input_len : x->input_len + x->target_len, pin, ptgt, rc = 0;
             max_in = in > max_in ? in : max_in;
             max_tgt = x->target_len > max_tgt ? x->target_len : max_tgt;
-            int pin, ptgt;
             padded(cm, cfg, max_in, max_tgt, &pin, &ptgt);
-            dp_mb_evaluate(cm, cfg, rc, (int)k, pin, ptgt, &ev);
-            if (!ev.feasible && k == 1 && t->first_bad == n) {
+            double c = cheapest(cm, cfg, modes, (int)k, pin, ptgt, &rc, why, sizeof why);
+            if (c == INFINITY && k == 1 && t->first_bad == n) {
                 t->first_bad = e - 1;
-                memcpy(t->why, ev.why, sizeof t->why);
+                memcpy(t->why, why, sizeof t->why);
             }
-            if (!ev.feasible && stop_early)
+            if (c == INFINITY && stop_early)
                 break;
-            dp_status st = table_push(t, ev.feasible ? ev.cost_ms : INFINITY);
+            dp_status st = table_push(t, c, rc);
             if (st != DP_OK)
                 return st;
             t->w[e] = k;
@@ -103,6 +129,7 @@ static void table_free(cost_table *t)
     free(t->off);
     free(t->w);
     free(t->c);
+    free(t->r);
 }
 
 /* ---- one DP for a bound T ---------------------------------------------------------------- */
@@ -191,20 +218,31 @@ static size_t first_below(const double *v, size_t m, double x)
 
 /* ---- the walk over T_max candidates ---------------------------------------------------- */
 
-static dp_status keep_cuts(const dp_state *d, size_t n, dp_partition *out)
+static dp_status keep_cuts(const cost_table *t, const dp_state *d, dp_partition *out)
 {
-    size_t cnt = 0;
+    size_t cnt = 0, n = t->n;
     for (size_t e = n; e > 0; e -= d->arg[e])
         cnt++;
     size_t *cut = malloc((cnt + 1) * sizeof *cut);
-    if (!cut)
+    dp_rc *rc = malloc(cnt * sizeof *rc);
+    if (!cut || !rc) {
+        free(cut);
+        free(rc);
         return dp_fail(DP_ENOMEM, "out of memory in the micro-batch DP");
+    }
     size_t k = cnt;
     cut[k] = n;
-    for (size_t e = n; e > 0; e -= d->arg[e])
+    for (size_t e = n; e > 0; e -= d->arg[e]) {
+        size_t at = t->off[e] + d->arg[e] - 1;
         cut[--k] = e - d->arg[e];
+        rc[k] = (dp_rc)t->r[at];
+        if (t->c[at] == d->u[n])
+            out->rc = rc[k]; /* the slowest micro-batch's mode */
+    }
     free(out->cut);
+    free(out->mb_rc);
     out->cut = cut;
+    out->mb_rc = rc;
     out->n_mb = cnt;
     return DP_OK;
 }
@@ -232,7 +270,7 @@ static dp_status walk(const cost_table *t, const dp_config *cfg, dp_state *d, do
             out->objective_ms = obj;
             out->t_max_ms = tu;
             out->sum_ms = f;
-            if ((st = keep_cuts(d, t->n, out)) != DP_OK)
+            if ((st = keep_cuts(t, d, out)) != DP_OK)
                 break;
         }
         if (S1 * t_min + f / D >= best)
@@ -254,22 +292,29 @@ static dp_status walk(const cost_table *t, const dp_config *cfg, dp_state *d, do
 void dp_partition_free(dp_partition *p)
 {
     free(p->cut);
+    free(p->mb_rc);
     memset(p, 0, sizeof *p);
 }
 
-static dp_status partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
-                              const dp_sample *ordered, size_t n, double incumbent,
-                              dp_partition *out)
+/* The DP over `modes` (one bit: a single recompute mode; several: each micro-batch its
+ * cheapest feasible one). */
+static dp_status partition_modes(const dp_cost_model *cm, const dp_config *cfg, unsigned modes,
+                                 const dp_sample *ordered, size_t n, double incumbent,
+                                 dp_partition *out)
 {
     memset(out, 0, sizeof *out);
-    out->rc = rc;
+    out->rc_mixed = (modes & (modes - 1)) != 0;
+    for (int m = DP_RC_COUNT - 1; m >= 0; m--)
+        if (modes & (1u << m))
+            out->rc = (dp_rc)m;
     if (n == 0)
         return dp_fail(DP_EEMPTY, "empty batch: nothing to partition");
-    if (!dp_cost_model_has_rc(cm, rc))
-        return dp_fail(DP_EGRID, "%s has no profile for recompute %s", dp_cost_model_name(cm),
-                       dp_rc_name(rc));
+    for (int m = 0; m < DP_RC_COUNT; m++)
+        if ((modes & (1u << m)) && !dp_cost_model_has_rc(cm, (dp_rc)m))
+            return dp_fail(DP_EGRID, "%s has no profile for recompute %s", dp_cost_model_name(cm),
+                           dp_rc_name((dp_rc)m));
     cost_table t;
-    dp_status st = table_build(cm, cfg, rc, ordered, n, &t);
+    dp_status st = table_build(cm, cfg, modes, ordered, n, &t);
     dp_state d = {calloc(n + 1, sizeof(double)), calloc(n + 1, sizeof(double)),
                   calloc(n + 1, sizeof(size_t))};
     if (st == DP_OK && (!d.f || !d.u || !d.arg))
@@ -282,7 +327,8 @@ static dp_status partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_
         double t_min = min_bottleneck(&t, d.f);
         st = walk(&t, cfg, &d, t_min, incumbent, out);
         if (st == DP_OK && !out->cut && incumbent == INFINITY)
-            st = dp_fail(DP_EINFEASIBLE, "no feasible partition (recompute %s)", dp_rc_name(rc));
+            st = dp_fail(DP_EINFEASIBLE, "no feasible partition (recompute %s)",
+                         out->rc_mixed ? "per micro-batch" : dp_rc_name(out->rc));
     }
     free(d.f);
     free(d.u);
@@ -296,21 +342,33 @@ static dp_status partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_
 dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
                           const dp_sample *ordered, size_t n, dp_partition *out)
 {
-    return partition_rc(cm, cfg, rc, ordered, n, INFINITY, out);
+    if ((unsigned)rc >= DP_RC_COUNT) {
+        memset(out, 0, sizeof *out);
+        return dp_fail(DP_EINVAL, "recompute mode %d", (int)rc);
+    }
+    return partition_modes(cm, cfg, 1u << rc, ordered, n, INFINITY, out);
 }
 
 dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *ordered,
                             size_t n, dp_partition *out)
 {
     memset(out, 0, sizeof *out);
-    dp_status last =
-        dp_fail(DP_EINVAL, "no recompute mode selected is profiled by %s", dp_cost_model_name(cm));
+    unsigned modes = 0;
+    for (int rc = 0; rc < DP_RC_COUNT; rc++)
+        if ((cfg->rc_mask & (1u << rc)) && dp_cost_model_has_rc(cm, (dp_rc)rc))
+            modes |= 1u << rc;
+    if (!modes)
+        return dp_fail(DP_EINVAL, "no recompute mode selected is profiled by %s",
+                       dp_cost_model_name(cm));
+    if (cfg->rc_per_microbatch)
+        return partition_modes(cm, cfg, modes, ordered, n, INFINITY, out);
+    dp_status last = DP_EINFEASIBLE;
     for (int rc = 0; rc < DP_RC_COUNT; rc++) {
         if (!(cfg->rc_mask & (1u << rc)) || !dp_cost_model_has_rc(cm, (dp_rc)rc))
             continue;
         dp_partition p;
         double incumbent = out->cut ? out->objective_ms : INFINITY;
-        dp_status st = partition_rc(cm, cfg, (dp_rc)rc, ordered, n, incumbent, &p);
+        dp_status st = partition_modes(cm, cfg, 1u << rc, ordered, n, incumbent, &p);
         if (st != DP_OK) {
             last = st;
             continue;

@@ -150,7 +150,8 @@ static void list_free(mb_list *l)
     memset(l, 0, sizeof *l);
 }
 
-static dp_status list_add(mb_list *l, const size_t *idx, size_t n, int mbs, int pin, int ptgt)
+static dp_status list_add(mb_list *l, const size_t *idx, size_t n, int mbs, int pin, int ptgt,
+                          dp_rc rc)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
@@ -169,6 +170,7 @@ static dp_status list_add(mb_list *l, const size_t *idx, size_t n, int mbs, int 
         memcpy(m->samples, idx, n * sizeof *idx);
     m->n = n;
     m->mbs = mbs;
+    m->rc = rc;
     m->padded_input = pin;
     m->padded_target = ptgt;
     l->n++;
@@ -191,15 +193,15 @@ static void shape_of(const dp_cost_model *cm, const dp_config *cfg, const dp_sam
     *ptgt = t5 ? dp_pad(mt, cfg->pad_multiple) : 0;
 }
 
-/* Evaluate every micro-batch under rc; objective (S - 1) * T_max + sum / D, or INFINITY. */
-static double list_objective(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc, mb_list *l,
-                             bool keep)
+/* Evaluate every micro-batch under its mode; objective (S - 1) * T_max + sum / D, or
+ * INFINITY. */
+static double list_objective(const dp_cost_model *cm, const dp_config *cfg, mb_list *l, bool keep)
 {
     double sum = 0, mx = 0;
     dp_mb_eval ev;
     for (size_t k = 0; k < l->n; k++) {
         dp_microbatch *m = &l->v[k];
-        dp_mb_evaluate(cm, cfg, rc, m->mbs, m->padded_input, m->padded_target, &ev);
+        dp_mb_evaluate(cm, cfg, m->rc, m->mbs, m->padded_input, m->padded_target, &ev);
         if (!ev.feasible)
             return INFINITY;
         sum += ev.cost_ms;
@@ -219,7 +221,7 @@ static double list_objective(const dp_cost_model *cm, const dp_config *cfg, dp_r
 /* ---- DynaPipe and the baselines ------------------------------------------------------------ */
 
 static dp_status plan_dynapipe(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *s,
-                               size_t n, mb_list *l, dp_rc *rc)
+                               size_t n, mb_list *l, dp_rc *rc, bool *mixed)
 {
     size_t *order = malloc(n * sizeof *order);
     dp_sample *os = malloc(n * sizeof *os);
@@ -234,9 +236,10 @@ static dp_status plan_dynapipe(const dp_cost_model *cm, const dp_config *cfg, co
         int pin, ptgt;
         size_t a = p.cut[k], cnt = p.cut[k + 1] - a;
         shape_of(cm, cfg, s, order + a, cnt, &pin, &ptgt);
-        st = list_add(l, order + a, cnt, (int)cnt, pin, ptgt);
+        st = list_add(l, order + a, cnt, (int)cnt, pin, ptgt, p.mb_rc[k]);
     }
     *rc = p.rc;
+    *mixed = p.rc_mixed;
     dp_partition_free(&p);
     free(order);
     free(os);
@@ -298,7 +301,7 @@ static dp_status group_into(const dp_cost_model *cm, const dp_config *cfg, const
     for (size_t u = 0; st == DP_OK && u < g->units; u += bb) {
         size_t e = u + bb < g->units ? u + bb : g->units;
         size_t a = g->first[u], z = g->first[e - 1] + g->count[e - 1];
-        st = list_add(l, g->idx + a, z - a, (int)(e - u), g->pin, g->ptgt);
+        st = list_add(l, g->idx + a, z - a, (int)(e - u), g->pin, g->ptgt, *rc_out);
     }
     return st;
 }
@@ -442,7 +445,7 @@ static dp_status budget_list(const dp_cost_model *cm, const dp_config *cfg, dp_r
             b++;
         }
         shape_of(cm, cfg, s, order + a, b - a, &pin, &ptgt);
-        st = list_add(l, order + a, b - a, (int)(b - a), pin, ptgt);
+        st = list_add(l, order + a, b - a, (int)(b - a), pin, ptgt, rc);
         a = b;
     }
     return st;
@@ -460,7 +463,7 @@ static dp_status plan_budget(const dp_cost_model *cm, const dp_config *cfg, cons
             continue;
         mb_list t = {0};
         st = budget_list(cm, cfg, (dp_rc)r, s, order, n, &t);
-        double o = st == DP_OK ? list_objective(cm, cfg, (dp_rc)r, &t, false) : INFINITY;
+        double o = st == DP_OK ? list_objective(cm, cfg, &t, false) : INFINITY;
         if (o < best) {
             best = o;
             *rc = (dp_rc)r;
@@ -631,9 +634,10 @@ dp_status dp_plan(const dp_cost_model *cm, const dp_config *cfg, const dp_sample
         return st;
     mb_list l = {0};
     dp_rc rc = DP_RC_NONE;
+    bool mixed = false;
     switch (method) {
     case DP_METHOD_DYNAPIPE:
-        st = plan_dynapipe(cm, cfg, s, n, &l, &rc);
+        st = plan_dynapipe(cm, cfg, s, n, &l, &rc, &mixed);
         break;
     case DP_METHOD_PADDING:
         st = plan_padding(cm, cfg, s, n, &l, &rc);
@@ -647,11 +651,12 @@ dp_status dp_plan(const dp_cost_model *cm, const dp_config *cfg, const dp_sample
     default:
         st = dp_fail(DP_EINVAL, "unknown planning method %d", (int)method);
     }
-    if (st == DP_OK && list_objective(cm, cfg, rc, &l, true) == INFINITY)
+    if (st == DP_OK && list_objective(cm, cfg, &l, true) == INFINITY)
         st = dp_fail(DP_EINFEASIBLE, "%s: a micro-batch does not fit", dp_method_name(method));
     out->mb = l.v;
     out->n_mb = l.n;
     out->rc = rc;
+    out->rc_mixed = mixed;
     out->stages = cfg->stages;
     out->hidden = cfg->hidden;
     out->replicas = cfg->dp_size;

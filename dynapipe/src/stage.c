@@ -75,12 +75,20 @@ void dp_stage_layers(const dp_config *cfg, int stage, int *enc, int *dec)
 
 double dp_stage_state_mb(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc, int stage)
 {
+    (void)rc;
     int enc, dec;
     dp_stage_layers(cfg, stage, &enc, &dec);
-    double p = enc * dp_cm_param_mb(cm, rc, DP_ENCODER) + dec * dp_cm_param_mb(cm, rc, DP_DECODER);
-    if (stage == 0 || stage == cfg->stages - 1)
-        p += dp_cm_param_mb(cm, rc, DP_POSTPROCESS); /* the embedding (input; tied output) */
-    return p * cfg->param_factor;
+    double worst = 0;
+    for (int m = 0; m < DP_RC_COUNT; m++) {
+        if (!dp_cost_model_has_rc(cm, (dp_rc)m))
+            continue;
+        double p = enc * dp_cm_param_mb(cm, (dp_rc)m, DP_ENCODER) +
+                   dec * dp_cm_param_mb(cm, (dp_rc)m, DP_DECODER);
+        if (stage == 0 || stage == cfg->stages - 1) /* the embedding (input; tied output) */
+            p += dp_cm_param_mb(cm, (dp_rc)m, DP_POSTPROCESS);
+        worst = fmax(worst, p);
+    }
+    return worst * cfg->param_factor;
 }
 
 /* The three components' per-layer values at this shape; false (with why) outside the grid. */

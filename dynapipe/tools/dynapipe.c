@@ -39,7 +39,8 @@ static const char usage[] =
     "  --stages S [4]  --dp D [1]  --tokens-per-batch N [65536]  --memory-mb M [36000]\n"
     "  --pad-multiple K [8]  --seed N [1]  --layers E[,D] [gpt 32; t5 12,12]  --hidden H\n"
     "  [gpt 4096; t5 1024]  --param-factor F [8]  --p2p-gbps G [25]  --p2p-latency-ms L [0.02]\n"
-    "  --tmax-tol T [0: exact]  --recompute none,selective,full [all]  --schedule 1f1b,cyclic\n"
+    "  --tmax-tol T [0: exact]  --recompute none,selective,full [all]  --recompute-per-microbatch\n"
+    "  [off: one mode per iteration]  --schedule 1f1b,cyclic\n"
     "  [both]  --pack-len L [2048]  --pack-target-len L [t5 2048]  --token-budget N [8192]\n"
     "  --max-len L --max-target L [the cost model's grid]  --target-len L [0: 1-D histograms]\n"
     "Environment: DYNAPIPE_COST_MODEL, DYNAPIPE_MEMORY_MB, DYNAPIPE_PAD_MULTIPLE, DYNAPIPE_SEED\n"
@@ -195,6 +196,7 @@ enum {
     O_CSV,
     O_MD,
     O_REPEAT,
+    O_RCMB,
 };
 
 static const struct option long_opts[] = {
@@ -235,6 +237,7 @@ static const struct option long_opts[] = {
     {"csv", 1, 0, O_CSV},
     {"md", 1, 0, O_MD},
     {"repeat", 1, 0, O_REPEAT},
+    {"recompute-per-microbatch", 0, 0, O_RCMB},
     {"help", 0, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -345,6 +348,9 @@ static int text_opt(opts *o, int ch, const char *a)
         break;
     case O_JSON:
         o->json = true;
+        break;
+    case O_RCMB:
+        o->set.rc_per_microbatch = true;
         break;
     case O_FORMAT:
         o->format = a;
@@ -485,6 +491,7 @@ static void apply(const opts *o, const dp_cost_model *cm, dp_config *c)
         c->tmax_tol = s->tmax_tol;
     if (s->rc_mask)
         c->rc_mask = s->rc_mask;
+    c->rc_per_microbatch = s->rc_per_microbatch;
     if (s->sched_mask)
         c->sched_mask = s->sched_mask;
     if (s->pack_len > 0)
@@ -572,13 +579,18 @@ static void planned_free(planned *p)
             dp_result_free(&p->r[m]);
 }
 
+static const char *rc_label(const dp_result *r)
+{
+    return r->rc_mixed ? "per-microbatch" : dp_rc_name(r->rc);
+}
+
 static void json_result(const dp_result *r)
 {
     printf("\"n_microbatches\":%zu,\"t_max_ms\":%.4f,\"objective_ms\":%.4f,\"iteration_ms\":%.4f,"
            "\"tokens_per_s\":%.2f,\"recompute\":\"%s\",\"schedule\":\"%s\",\"real_tokens\":%ld,"
            "\"padded_tokens\":%ld",
-           r->n_mb, r->t_max_ms, r->objective_ms, r->iteration_ms, r->tokens_per_s,
-           dp_rc_name(r->rc), dp_sched_name(r->schedule), r->real_tokens, r->padded_tokens);
+           r->n_mb, r->t_max_ms, r->objective_ms, r->iteration_ms, r->tokens_per_s, rc_label(r),
+           dp_sched_name(r->schedule), r->real_tokens, r->padded_tokens);
 }
 
 static void print_json(const opts *o, const dp_cost_model *cm, const dp_samples *s,
@@ -593,8 +605,9 @@ static void print_json(const opts *o, const dp_cost_model *cm, const dp_samples 
         printf("%s\n{\"samples\":[", k ? "," : "");
         for (size_t i = 0; i < m->n; i++)
             printf("%s%zu", i ? "," : "", m->samples[i]);
-        printf("],\"padded_input\":%d,\"padded_target\":%d,\"cost_ms\":%.4f,\"replica\":%d}",
-               m->padded_input, m->padded_target, m->cost_ms, m->replica);
+        printf("],\"padded_input\":%d,\"padded_target\":%d,\"cost_ms\":%.4f,\"replica\":%d,"
+               "\"recompute\":\"%s\"}",
+               m->padded_input, m->padded_target, m->cost_ms, m->replica, dp_rc_name(m->rc));
     }
     printf("],\n");
     json_result(r);
@@ -617,12 +630,12 @@ static void print_text(const opts *o, const dp_cost_model *cm, const dp_samples 
     printf("%s, %d stages x %d replica(s), %.0f MB per GPU: %zu samples, %ld tokens\n",
            dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n,
            r->real_tokens);
-    printf("%zu micro-batches (recompute %s, schedule %s):\n", r->n_mb, dp_rc_name(r->rc),
+    printf("%zu micro-batches (recompute %s, schedule %s):\n", r->n_mb, rc_label(r),
            dp_sched_name(r->schedule));
     for (size_t k = 0; k < r->n_mb; k++) {
         const dp_microbatch *m = &r->mb[k];
-        printf("  #%-3zu %3zu samples padded to (%4d, %4d)  %8.2f ms  replica %d\n", k, m->n,
-               m->padded_input, m->padded_target, m->cost_ms, m->replica);
+        printf("  #%-3zu %3zu samples padded to (%4d, %4d)  %8.2f ms  replica %d  %s\n", k, m->n,
+               m->padded_input, m->padded_target, m->cost_ms, m->replica, dp_rc_name(m->rc));
     }
     printf("DynaPipe: T_max %.1f ms, objective %.1f ms, simulated iteration %.1f ms, %.0f "
            "tokens/s, %.1f%% padding; planned in %.2f ms\n",
@@ -638,7 +651,7 @@ static void print_text(const opts *o, const dp_cost_model *cm, const dp_samples 
             continue;
         }
         printf("%-13s %6zu %-9s %-6s %12.1f %10.0f %12.2f\n", dp_method_name((dp_method)m), b->n_mb,
-               dp_rc_name(b->rc), dp_sched_name(b->schedule), b->iteration_ms, b->tokens_per_s,
+               rc_label(b), dp_sched_name(b->schedule), b->iteration_ms, b->tokens_per_s,
                r->tokens_per_s / b->tokens_per_s);
     }
 }
@@ -807,15 +820,15 @@ static void bench_row(const opts *o, const dp_cost_model *cm, const char *data, 
     const dp_result *r = &p.r[0];
     fprintf(out->csv, "%s,%s,%d,%ld,%zu,%ld,%.1f,%.1f,%.1f,%.1f,%zu,%s,%s,%.3f,%.3f,%.0f,%.0f\n",
             dp_cost_model_name(cm), dname, o->cfg.stages, tokens, s.n, r->real_tokens, tps[0],
-            tps[1], tps[2], tps[3], r->n_mb, dp_rc_name(r->rc), dp_sched_name(r->schedule),
+            tps[1], tps[2], tps[3], r->n_mb, rc_label(r), dp_sched_name(r->schedule),
             p.plan_s * 1e3, plan_ms, ord, srt);
     if (out->md) {
         fprintf(out->md, "| %s | %s | %d | %ld | %zu | %.0f |", dp_cost_model_name(cm), dname,
                 o->cfg.stages, tokens, s.n, tps[0]);
         for (int m = 1; m < DP_METHOD_COUNT; m++)
             fprintf(out->md, tps[m] > 0 ? " %.2f |" : " n/a |", tps[m] > 0 ? tps[0] / tps[m] : 0);
-        fprintf(out->md, " %zu %s %s | %.2f |\n", r->n_mb, dp_rc_name(r->rc),
-                dp_sched_name(r->schedule), plan_ms);
+        fprintf(out->md, " %zu %s %s | %.2f |\n", r->n_mb, rc_label(r), dp_sched_name(r->schedule),
+                plan_ms);
     }
     planned_free(&p);
     dp_samples_free(&s);

@@ -82,6 +82,41 @@ Test(plan, t5_mixture_beats_packing_twice)
     dp_cost_model_free(cm);
 }
 
+/* A mode per micro-batch can only lower the objective: the per-iteration plans are among its
+ * choices. On ShareGPT (a few long samples that need full recomputation) it does. */
+Test(plan, recompute_per_micro_batch_is_never_worse)
+{
+    dp_cost_model *cm = dp_test_model("gpt");
+    dp_length_source src;
+    cr_assert_eq(dp_lengths_load(
+                     dp_test_path("dynapipe/data/lengths/sharegpt_first_turn_opt_pairs.csv"), &src),
+                 DP_OK);
+    dp_samples s;
+    cr_assert_eq(dp_lengths_batch(&src, 65536, 1, 0, 8192, &s), DP_OK);
+    dp_config cfg;
+    dp_config_default(&cfg, cm);
+    cfg.param_factor = 2;
+    dp_result one, per;
+    cr_assert_eq(dp_plan(cm, &cfg, s.v, s.n, DP_METHOD_DYNAPIPE, &one), DP_OK, "%s",
+                 dp_last_error());
+    cfg.rc_per_microbatch = true;
+    cr_assert_eq(dp_plan(cm, &cfg, s.v, s.n, DP_METHOD_DYNAPIPE, &per), DP_OK, "%s",
+                 dp_last_error());
+    cr_assert(per.rc_mixed && !one.rc_mixed);
+    cr_assert_lt(per.objective_ms, one.objective_ms);
+    int modes = 0;
+    for (size_t k = 0; k < per.n_mb; k++)
+        modes |= 1 << per.mb[k].rc;
+    cr_assert_gt(modes & (modes - 1), 0, "one mode only (%d)", modes);
+    for (size_t k = 0; k < one.n_mb; k++)
+        cr_assert_eq(one.mb[k].rc, one.rc);
+    dp_result_free(&one);
+    dp_result_free(&per);
+    dp_samples_free(&s);
+    dp_lengths_free(&src);
+    dp_cost_model_free(cm);
+}
+
 /* ---- bad input -------------------------------------------------------------------------- */
 
 static void expect(dp_status got, dp_status want, const char *needle)
