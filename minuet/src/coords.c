@@ -15,6 +15,49 @@
 #include "internal.h"
 #include "keys.h"
 
+/* ---- parallel loops ---------------------------------------------------------------------- */
+
+typedef struct par_part {
+    void (*fn)(void *ctx, size_t lo, size_t hi, int part);
+    void *ctx;
+    size_t lo, hi;
+    int id;
+} par_part;
+
+static void *par_main(void *arg)
+{
+    par_part *p = arg;
+    p->fn(p->ctx, p->lo, p->hi, p->id);
+    return NULL;
+}
+
+int mn_par_parts(size_t n, int threads)
+{
+    int nt = n < MN_PAR_BELOW ? 1 : mn_threads(threads);
+    return nt < 1 ? 1 : nt > MN_PAR_THREADS ? MN_PAR_THREADS : nt;
+}
+
+void mn_par_for(size_t n, int threads, void (*fn)(void *ctx, size_t lo, size_t hi, int part),
+                void *ctx)
+{
+    int nt = mn_par_parts(n, threads);
+    par_part P[MN_PAR_THREADS];
+    pthread_t t[MN_PAR_THREADS];
+    bool started[MN_PAR_THREADS] = {false};
+    P[0] = (par_part){fn, ctx, 0, n / (size_t)nt, 0};
+    for (int i = 1; i < nt; i++) {
+        P[i] = (par_part){fn, ctx, n * (size_t)i / (size_t)nt, n * (size_t)(i + 1) / (size_t)nt, i};
+        started[i] = pthread_create(&t[i], NULL, par_main, &P[i]) == 0;
+    }
+    par_main(&P[0]);
+    for (int i = 1; i < nt; i++) {
+        if (started[i])
+            pthread_join(t[i], NULL);
+        else
+            par_main(&P[i]); /* no thread: do its part here */
+    }
+}
+
 /* ---- layout ------------------------------------------------------------------------------ */
 
 static int bits_for(uint64_t span)
@@ -25,8 +68,38 @@ static int bits_for(uint64_t span)
     return b;
 }
 
-/* The layout for the rows of a and b (b may be NULL) with room for offsets up to margin. */
+typedef struct range_job {
+    const int32_t *c;
+    int64_t lo[MN_PAR_THREADS][4], hi[MN_PAR_THREADS][4];
+} range_job;
+
+/* The smallest and largest value of each field over rows [lo, hi). */
+static void range_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    range_job *R = ctx;
+    int32_t mn[4] = {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX};
+    int32_t mx[4] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
+    for (size_t i = lo; i < hi; i++) {
+        const int32_t *r = R->c + 4 * i;
+        for (int f = 0; f < 4; f++) {
+            mn[f] = r[f] < mn[f] ? r[f] : mn[f];
+            mx[f] = r[f] > mx[f] ? r[f] : mx[f];
+        }
+    }
+    for (int f = 0; f < 4; f++) {
+        R->lo[part][f] = mn[f];
+        R->hi[part][f] = mx[f];
+    }
+}
+
 mn_status mn_layout(const mn_coords *a, const mn_coords *b, int64_t margin, mn_layout_t *L)
+{
+    return mn_layout_threads(a, b, margin, 1, L);
+}
+
+/* The layout for the rows of a and b (b may be NULL) with room for offsets up to margin. */
+mn_status mn_layout_threads(const mn_coords *a, const mn_coords *b, int64_t margin, int threads,
+                            mn_layout_t *L)
 {
     memset(L, 0, sizeof *L);
     int64_t lo[4], hi[4];
@@ -35,14 +108,17 @@ mn_status mn_layout(const mn_coords *a, const mn_coords *b, int64_t margin, mn_l
         hi[f] = INT64_MIN;
     }
     const mn_coords *sets[2] = {a, b};
+    range_job R;
     for (int s = 0; s < 2; s++) {
-        if (!sets[s])
+        if (!sets[s] || sets[s]->n == 0)
             continue;
-        for (size_t i = 0; i < sets[s]->n; i++)
+        R.c = sets[s]->c;
+        int parts = mn_par_parts(sets[s]->n, threads);
+        mn_par_for(sets[s]->n, threads, range_part, &R);
+        for (int p = 0; p < parts; p++)
             for (int f = 0; f < 4; f++) {
-                int64_t v = sets[s]->c[4 * i + f];
-                lo[f] = v < lo[f] ? v : lo[f];
-                hi[f] = v > hi[f] ? v : hi[f];
+                lo[f] = R.lo[p][f] < lo[f] ? R.lo[p][f] : lo[f];
+                hi[f] = R.hi[p][f] > hi[f] ? R.hi[p][f] : hi[f];
             }
     }
     if (lo[0] > hi[0]) /* no rows */
@@ -65,26 +141,51 @@ mn_status mn_layout(const mn_coords *a, const mn_coords *b, int64_t margin, mn_l
 
 /* ---- keys ------------------------------------------------------------------------------------ */
 
-void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k)
+typedef struct keys_job {
+    const int32_t *c;
+    const mn_layout_t *L;
+    uint64_t *k;
+    mn_u128 *k2;
+} keys_job;
+
+static void keys64_part(void *ctx, size_t lo, size_t hi, int part)
 {
-    for (size_t i = 0; i < co->n; i++) {
-        const int32_t *r = co->c + 4 * i;
+    (void)part;
+    const keys_job *J = ctx;
+    const mn_layout_t *L = J->L;
+    for (size_t i = lo; i < hi; i++) {
+        const int32_t *r = J->c + 4 * i;
         uint64_t v = 0;
         for (int f = 0; f < 4; f++)
             v |= (uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
-        k[i] = v;
+        J->k[i] = v;
     }
 }
 
-void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k)
+static void keys128_part(void *ctx, size_t lo, size_t hi, int part)
 {
-    for (size_t i = 0; i < co->n; i++) {
-        const int32_t *r = co->c + 4 * i;
+    (void)part;
+    const keys_job *J = ctx;
+    const mn_layout_t *L = J->L;
+    for (size_t i = lo; i < hi; i++) {
+        const int32_t *r = J->c + 4 * i;
         mn_u128 v = 0;
         for (int f = 0; f < 4; f++)
             v |= (mn_u128)(uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
-        k[i] = v;
+        J->k2[i] = v;
     }
+}
+
+void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k, int threads)
+{
+    keys_job J = {co->c, L, k, NULL};
+    mn_par_for(co->n, threads, keys64_part, &J);
+}
+
+void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k, int threads)
+{
+    keys_job J = {co->c, L, NULL, k};
+    mn_par_for(co->n, threads, keys128_part, &J);
 }
 
 mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
@@ -96,20 +197,19 @@ mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
 
 /* ---- radix sort --------------------------------------------------------------------------- */
 
-/* LSD radix sort of (key, index) pairs by key, 8 bits a pass; passes whose digit is the
- * same for every key (known from one read that counts all eight digits) are skipped.
- * Stable. idx may start as the identity. With several threads (up to 8), each owns a
- * contiguous slice of the current order: per pass it counts its slice's digits, then
+/* LSD radix sort of keys, producing idx: the original positions in key order. 8 bits a
+ * pass; passes whose digit is the same for every key (known from one read that counts all
+ * eight digits) are skipped. Stable. With several threads (up to MN_PAR_THREADS), each owns
+ * a contiguous slice of the current order: per pass it counts its slice's digits, then
  * scatters its slice to the places that the prefix sums over (digit, thread) give it, so
- * the order of equal digits is kept across threads.
- * The passes alternate between two buffers (one copy back at the end if their count is
- * odd). Small inputs use one thread. */
-#define RADIX_THREADS   8
-#define RADIX_PAR_BELOW 65536 /* fewer keys: one thread */
-
+ * the order of equal digits is kept across threads. The passes alternate between two
+ * buffers; the first pass takes the positions as the identity rather than reading them, and
+ * starts in idx or in the spare buffer as the number of passes is odd or even, so the last
+ * one ends in idx without a copy. `key` and the spare keys k2 (n of them) are clobbered.
+ * Small inputs use one thread. */
 typedef struct radix_part {
     const uint64_t *ks;
-    const uint32_t *is;
+    const uint32_t *is; /* NULL: the identity (first pass) */
     uint64_t *kd;
     uint32_t *id;
     size_t lo, hi, cnt[8][256], at[256], one[256];
@@ -140,6 +240,14 @@ static void *radix_count_one(void *arg)
 static void *radix_move(void *arg)
 {
     radix_part *p = arg;
+    if (!p->is) {
+        for (size_t i = p->lo; i < p->hi; i++) {
+            size_t to = p->at[(p->ks[i] >> p->sh) & 0xff]++;
+            p->kd[to] = p->ks[i];
+            p->id[to] = (uint32_t)i;
+        }
+        return NULL;
+    }
     for (size_t i = p->lo; i < p->hi; i++) {
         size_t to = p->at[(p->ks[i] >> p->sh) & 0xff]++;
         p->kd[to] = p->ks[i];
@@ -151,8 +259,8 @@ static void *radix_move(void *arg)
 /* Run fn on every part, part 0 on this thread. */
 static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
 {
-    pthread_t t[RADIX_THREADS];
-    bool started[RADIX_THREADS] = {false};
+    pthread_t t[MN_PAR_THREADS];
+    bool started[MN_PAR_THREADS] = {false};
     for (int i = 1; i < nt; i++)
         started[i] = pthread_create(&t[i], NULL, fn, &P[i]) == 0;
     fn(&P[0]);
@@ -164,36 +272,54 @@ static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
     }
 }
 
-static int radix64(uint64_t *key, uint32_t *idx, size_t n, int threads)
+static void identity_part(void *ctx, size_t lo, size_t hi, int part)
 {
-    if (n < 2)
+    (void)part;
+    uint32_t *idx = ctx;
+    for (size_t i = lo; i < hi; i++)
+        idx[i] = (uint32_t)i;
+}
+
+static int radix64(uint64_t *key, uint64_t *k2, uint32_t *idx, size_t n, int threads)
+{
+    int nt = mn_par_parts(n, threads);
+    if (n < 2) {
+        mn_par_for(n, 1, identity_part, idx);
         return 0;
-    int nt = n < RADIX_PAR_BELOW ? 1 : threads < 1 ? 1 : threads;
-    nt = nt > RADIX_THREADS ? RADIX_THREADS : nt;
-    uint64_t *k2 = malloc(n * sizeof *k2);
-    uint32_t *i2 = malloc(n * sizeof *i2);
-    radix_part *P = calloc((size_t)nt, sizeof *P);
-    if (!k2 || !i2 || !P) {
-        free(k2);
-        free(i2);
-        free(P);
-        return -1;
     }
+    radix_part *P = calloc((size_t)nt, sizeof *P);
+    if (!P)
+        return -1;
     for (int t = 0; t < nt; t++) {
         P[t].lo = n * (size_t)t / (size_t)nt;
         P[t].hi = n * (size_t)(t + 1) / (size_t)nt;
         P[t].ks = key;
     }
     radix_run(P, nt, radix_count);
-    uint64_t *ks = key, *kd = k2;
-    uint32_t *is = idx, *id = i2;
+    int passes[8], np = 0;
     for (int pass = 0; pass < 8; pass++) {
         size_t total0 = 0; /* keys whose digit equals the first key's */
-        int d0 = (int)((ks[0] >> (pass * 8)) & 0xff);
+        int d0 = (int)((key[0] >> (pass * 8)) & 0xff);
         for (int t = 0; t < nt; t++)
             total0 += P[t].cnt[pass][d0];
-        if (total0 == n)
-            continue; /* one digit value for every key */
+        if (total0 != n) /* more than one digit value: a pass */
+            passes[np++] = pass;
+    }
+    if (np == 0) { /* every key the same */
+        mn_par_for(n, threads, identity_part, idx);
+        free(P);
+        return 0;
+    }
+    uint32_t *i2 = malloc(n * sizeof *i2);
+    if (!i2) {
+        free(P);
+        return -1;
+    }
+    uint64_t *ks = key, *kd = k2;
+    const uint32_t *is = NULL;
+    uint32_t *id = np % 2 ? idx : i2, *other = np % 2 ? i2 : idx;
+    for (int a = 0; a < np; a++) {
+        int pass = passes[a];
         for (int t = 0; t < nt; t++) {
             P[t].ks = ks;
             P[t].is = is;
@@ -201,12 +327,13 @@ static int radix64(uint64_t *key, uint32_t *idx, size_t n, int threads)
             P[t].id = id;
             P[t].sh = pass * 8;
         }
-        /* The slices hold other keys after each pass: count them again (one thread: the
-         * histogram of the first read is still the slice's). */
-        if (nt > 1)
+        /* The slices hold other keys after each pass: count them again (the first pass, or
+         * one thread: the histogram of the first read is still the slice's). */
+        if (nt > 1 && a > 0)
             radix_run(P, nt, radix_count_one);
         else
-            memcpy(P[0].one, P[0].cnt[pass], sizeof P[0].one);
+            for (int t = 0; t < nt; t++)
+                memcpy(P[t].one, P[t].cnt[pass], sizeof P[t].one);
         size_t sum = 0;
         for (int d = 0; d < 256; d++)
             for (int t = 0; t < nt; t++) {
@@ -217,15 +344,10 @@ static int radix64(uint64_t *key, uint32_t *idx, size_t n, int threads)
         uint64_t *tk = ks;
         ks = kd;
         kd = tk;
-        uint32_t *ti = is;
         is = id;
-        id = ti;
+        id = other;
+        other = (uint32_t *)is;
     }
-    if (ks != key) {
-        memcpy(key, ks, n * sizeof *key);
-        memcpy(idx, is, n * sizeof *idx);
-    }
-    free(k2);
     free(i2);
     free(P);
     return 0;
@@ -242,65 +364,123 @@ static int cmp_row(const void *a, const void *b, void *rows)
            (*(const uint32_t *)a < *(const uint32_t *)b);
 }
 
+/* mn_sort_index with the caller's scratch: room for 2n keys (n * 16 bytes), which
+ * mn_sort_threads then reuses for the sorted rows. */
+static mn_status sort_index(const mn_coords *co, uint32_t *idx, int threads, uint64_t *scratch)
+{
+    size_t n = co->n;
+    if (n > UINT32_MAX)
+        return mn_fail(MN_EINVAL, "%zu coordinates: at most 2^32 - 1", n);
+    mn_layout_t L;
+    mn_status st = mn_layout_threads(co, NULL, 0, threads, &L);
+    if (st != MN_OK)
+        return st;
+    if (L.wide) { /* more than 64 bits of key: a comparison sort over the four fields */
+        mn_par_for(n, threads, identity_part, idx);
+        qsort_r(idx, n, sizeof *idx, cmp_row, co->c);
+        return MN_OK;
+    }
+    mn_keys64(co, &L, scratch, threads);
+    return radix64(scratch, scratch + n, idx, n, threads) < 0
+               ? mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n)
+               : MN_OK;
+}
+
 mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads)
 {
     size_t n = co->n;
     if (n > UINT32_MAX)
         return mn_fail(MN_EINVAL, "%zu coordinates: at most 2^32 - 1", n);
-    for (size_t i = 0; i < n; i++)
-        idx[i] = (uint32_t)i;
-    mn_layout_t L;
-    mn_status st = mn_layout(co, NULL, 0, &L);
-    if (st != MN_OK)
-        return st;
-    if (L.wide) { /* more than 64 bits of key: a comparison sort over the four fields */
-        qsort_r(idx, n, sizeof *idx, cmp_row, co->c);
-        return MN_OK;
-    }
-    uint64_t *k = malloc((n ? n : 1) * sizeof *k);
+    uint64_t *k = malloc((n ? n : 1) * 2 * sizeof *k);
     if (!k)
         return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
-    mn_keys64(co, &L, k);
-    int rc = radix64(k, idx, n, mn_threads(threads));
+    mn_status st = sort_index(co, idx, threads, k);
     free(k);
-    return rc < 0 ? mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n) : MN_OK;
+    return st;
 }
 
 mn_status mn_sort(mn_coords *co, uint32_t *perm) { return mn_sort_threads(co, perm, 0); }
 
+/* Gathering the rows in sorted order: each part copies its range of sorted rows and notes
+ * its first row equal to the one before (SIZE_MAX: none). */
+typedef struct gather_job {
+    const int32_t *src;
+    const uint32_t *idx;
+    int32_t *dst;
+    size_t dup[MN_PAR_THREADS];
+} gather_job;
+
+static void gather_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    gather_job *G = ctx;
+    size_t dup = SIZE_MAX;
+    const int32_t *prev = lo > 0 ? G->src + 4 * (size_t)G->idx[lo - 1] : NULL;
+    for (size_t i = lo; i < hi; i++) {
+        const int32_t *r = G->src + 4 * (size_t)G->idx[i];
+        memcpy(G->dst + 4 * i, r, 4 * sizeof *r);
+        if (prev && dup == SIZE_MAX && memcmp(prev, r, 4 * sizeof *r) == 0)
+            dup = i;
+        prev = r;
+    }
+    G->dup[part] = dup;
+}
+
+typedef struct copy_job {
+    const int32_t *src;
+    int32_t *dst;
+} copy_job;
+
+static void copy_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    (void)part;
+    const copy_job *C = ctx;
+    memcpy(C->dst + 4 * lo, C->src + 4 * lo, (hi - lo) * 4 * sizeof *C->dst);
+}
+
+/* The index (into perm when given), then the rows gathered in that order with the duplicate
+ * check, then copied back: every step split over the threads from 65536 rows. The keys'
+ * scratch (2n keys) holds the gathered rows afterwards, so the sort maps fresh memory once.
+ * On failure the rows are left as they were (perm's contents are then unspecified). */
 mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads)
 {
     size_t n = co->n;
-    uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    if (!idx)
+    if (n > UINT32_MAX)
+        return mn_fail(MN_EINVAL, "%zu coordinates: at most 2^32 - 1", n);
+    uint32_t *idx = perm ? perm : malloc((n ? n : 1) * sizeof *idx);
+    uint64_t *scratch = malloc((n ? n : 1) * 2 * sizeof *scratch);
+    if (!idx || !scratch) {
+        if (idx != perm)
+            free(idx);
+        free(scratch);
         return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
-    mn_status st = mn_sort_index(co, idx, threads);
+    }
+    mn_status st = sort_index(co, idx, threads, scratch);
     if (st != MN_OK) {
-        free(idx);
+        if (idx != perm)
+            free(idx);
+        free(scratch);
         return st;
     }
-    int32_t *sorted = malloc((n ? n : 1) * 4 * sizeof *sorted);
-    if (!sorted) {
-        free(idx);
-        return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
-    }
-    for (size_t i = 0; i < n; i++)
-        memcpy(sorted + 4 * i, co->c + 4 * (size_t)idx[i], 4 * sizeof *sorted);
-    for (size_t i = 1; i < n; i++)
-        if (memcmp(sorted + 4 * (i - 1), sorted + 4 * i, 4 * sizeof *sorted) == 0) {
-            const int32_t *r = sorted + 4 * i;
+    int32_t *sorted = (int32_t *)scratch; /* n rows of 16 bytes: the 2n keys' room */
+    gather_job G = {.src = co->c, .idx = idx, .dst = sorted};
+    int parts = mn_par_parts(n, threads);
+    mn_par_for(n, threads, gather_part, &G);
+    for (int p = 0; p < parts; p++)
+        if (G.dup[p] != SIZE_MAX) { /* the first duplicate in sorted order */
+            size_t i = G.dup[p];
+            const int32_t *r = co->c + 4 * (size_t)idx[i];
             st = mn_fail(MN_EDUP, "duplicate coordinate (%d, %d, %d, %d) at rows %u and %u", r[0],
                          r[1], r[2], r[3], idx[i - 1], idx[i]);
-            free(sorted);
-            free(idx);
-            return st;
+            break;
         }
-    memcpy(co->c, sorted, n * 4 * sizeof *sorted);
-    if (perm)
-        memcpy(perm, idx, n * sizeof *perm);
-    free(sorted);
-    free(idx);
-    return MN_OK;
+    if (st == MN_OK) {
+        copy_job C = {sorted, co->c};
+        mn_par_for(n, threads, copy_part, &C);
+    }
+    free(scratch);
+    if (idx != perm)
+        free(idx);
+    return st;
 }
 
 /* ---- strided outputs ------------------------------------------------------------------------- */
@@ -329,7 +509,8 @@ mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *ou
             c[4 * i + d] = (int32_t)floor_to(in->c[4 * i + d], f);
     }
     mn_coords all = {c, in->n};
-    uint32_t *perm = malloc((in->n ? in->n : 1) * sizeof *perm);
+    /* calloc: the analyzer cannot see mn_sort_index fill it */
+    uint32_t *perm = calloc(in->n ? in->n : 1, sizeof *perm);
     int32_t *tmp = malloc((in->n ? in->n : 1) * 4 * sizeof *tmp);
     mn_status st = perm && tmp ? mn_sort_index(&all, perm, 1) : mn_fail(MN_ENOMEM, "out of memory");
     if (st != MN_OK || !perm || !tmp) {

@@ -3,6 +3,7 @@
 #define MN_KEYS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "minuet.h"
@@ -20,10 +21,13 @@ typedef struct mn_layout_t {
 } mn_layout_t;
 
 /* The layout covering the rows of a and b (b may be NULL), with room for offsets of up to
- * `margin` in x, y and z. */
+ * `margin` in x, y and z. The _threads form reads the rows with up to `threads` threads. */
 mn_status mn_layout(const mn_coords *a, const mn_coords *b, int64_t margin, mn_layout_t *L);
-void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k);
-void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k);
+mn_status mn_layout_threads(const mn_coords *a, const mn_coords *b, int64_t margin, int threads,
+                            mn_layout_t *L);
+/* The packed keys of co's rows, computed by up to `threads` threads. */
+void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k, int threads);
+void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k, int threads);
 /* What adding (dx, dy, dz) adds to a key, modulo 2^128 (two's complement, exact within the
  * margin); its low 64 bits are the delta of a 64-bit key. */
 mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz);
@@ -31,6 +35,16 @@ mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz);
 mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads);
 /* Threads to use: want, or every online core when want <= 0. */
 int mn_threads(int want);
+
+/* Parallel loops over n items: fewer than MN_PAR_BELOW items run on one thread, more on
+ * mn_threads(threads) threads, at most MN_PAR_THREADS. mn_par_for calls fn(ctx, lo, hi,
+ * part) for mn_par_parts(n, threads) contiguous ranges [lo, hi) of about equal size, part 0
+ * on the calling thread, and returns when all are done. */
+#define MN_PAR_THREADS 8
+#define MN_PAR_BELOW   65536
+int mn_par_parts(size_t n, int threads);
+void mn_par_for(size_t n, int threads, void (*fn)(void *ctx, size_t lo, size_t hi, int part),
+                void *ctx);
 
 #pragma GCC visibility pop
 

@@ -365,7 +365,7 @@ int mn_threads(int want)
  * ascending (unsorted or with duplicates). When the two sets hold the same rows (`same`),
  * the outputs share the inputs' keys. */
 static mn_status make_keys(job *J, const mn_coords *in, const mn_coords *out, const mn_layout_t *L,
-                           bool same)
+                           bool same, int threads)
 {
     size_t a = in->n ? in->n : 1, b = out->n ? out->n : 1;
     bool sorted;
@@ -374,13 +374,13 @@ static mn_status make_keys(job *J, const mn_coords *in, const mn_coords *out, co
         J->ik = J->ok = ik;
         if (!ik)
             return mn_fail(MN_ENOMEM, "out of memory");
-        mn_keys64(in, L, ik);
+        mn_keys64(in, L, ik, threads);
         if (!same) {
             uint64_t *ok = malloc(b * sizeof *ok);
             J->ok = ok;
             if (!ok)
                 return mn_fail(MN_ENOMEM, "out of memory");
-            mn_keys64(out, L, ok);
+            mn_keys64(out, L, ok, threads);
         }
         sorted = ascending64(ik, in->n) && (same || ascending64(J->ok, out->n));
     } else {
@@ -388,13 +388,13 @@ static mn_status make_keys(job *J, const mn_coords *in, const mn_coords *out, co
         J->ik2 = J->ok2 = ik;
         if (!ik)
             return mn_fail(MN_ENOMEM, "out of memory");
-        mn_keys128(in, L, ik);
+        mn_keys128(in, L, ik, threads);
         if (!same) {
             mn_u128 *ok = malloc(b * sizeof *ok);
             J->ok2 = ok;
             if (!ok)
                 return mn_fail(MN_ENOMEM, "out of memory");
-            mn_keys128(out, L, ok);
+            mn_keys128(out, L, ok, threads);
         }
         sorted = ascending128(ik, in->n) && (same || ascending128(J->ok2, out->n));
     }
@@ -520,11 +520,12 @@ mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_
         goto done;
     }
     offsets(K, step, d);
-    if ((st = mn_layout(in, same ? NULL : out, (K % 2 ? K / 2 : K - 1) * step, &L)) != MN_OK)
+    if ((st = mn_layout_threads(in, same ? NULL : out, (K % 2 ? K / 2 : K - 1) * step, threads,
+                                &L)) != MN_OK)
         goto done;
     for (int k = 0; k < nk; k++)
         delta[k] = mn_key_delta(&L, d[k][0], d[k][1], d[k][2]);
-    if ((st = make_keys(&J, in, out, &L, same)) != MN_OK)
+    if ((st = make_keys(&J, in, out, &L, same, threads)) != MN_OK)
         goto done;
     if (method == MN_HASH && !L.wide && table_build(&J.tab, J.ik, in->n) < 0) {
         st = mn_fail(MN_ENOMEM, "out of memory for the hash table");
