@@ -800,6 +800,19 @@ static double median_plan_ms(const dp_cost_model *cm, const dp_config *cfg, cons
     return t[repeat / 2];
 }
 
+/* DynaPipe's tokens/s with a recompute mode per micro-batch (0 when it cannot plan). */
+static double per_microbatch_tps(const dp_cost_model *cm, const dp_config *cfg, const dp_samples *s)
+{
+    dp_config c = *cfg;
+    c.rc_per_microbatch = true;
+    dp_result r;
+    if (dp_plan(cm, &c, s->v, s->n, DP_METHOD_DYNAPIPE, &r) != DP_OK)
+        return 0;
+    double tps = r.tokens_per_s;
+    dp_result_free(&r);
+    return tps;
+}
+
 static void bench_row(const opts *o, const dp_cost_model *cm, const char *data, long tokens,
                       bench_out *out)
 {
@@ -807,7 +820,7 @@ static void bench_row(const opts *o, const dp_cost_model *cm, const char *data, 
     const char *dname = strrchr(data, '/') ? strrchr(data, '/') + 1 : data;
     planned p;
     if (load_batch(o, data, cm, tokens, &s) || plan_all(cm, &o->cfg, &s, &p)) {
-        fprintf(out->csv, "%s,%s,%d,%ld,error,,,,,,,,,,,,,\n", dp_cost_model_name(cm), dname,
+        fprintf(out->csv, "%s,%s,%d,%ld,error,,,,,,,,,,,,,,\n", dp_cost_model_name(cm), dname,
                 o->cfg.stages, tokens);
         dp_samples_free(&s);
         return;
@@ -818,10 +831,12 @@ static void bench_row(const opts *o, const dp_cost_model *cm, const char *data, 
     for (int m = 0; m < DP_METHOD_COUNT; m++)
         tps[m] = p.ok[m] ? p.r[m].tokens_per_s : 0;
     const dp_result *r = &p.r[0];
-    fprintf(out->csv, "%s,%s,%d,%ld,%zu,%ld,%.1f,%.1f,%.1f,%.1f,%zu,%s,%s,%.3f,%.3f,%.0f,%.0f\n",
+    double per_mb = per_microbatch_tps(cm, &o->cfg, &s);
+    fprintf(out->csv,
+            "%s,%s,%d,%ld,%zu,%ld,%.1f,%.1f,%.1f,%.1f,%zu,%s,%s,%.3f,%.3f,%.0f,%.0f,%.1f\n",
             dp_cost_model_name(cm), dname, o->cfg.stages, tokens, s.n, r->real_tokens, tps[0],
             tps[1], tps[2], tps[3], r->n_mb, rc_label(r), dp_sched_name(r->schedule),
-            p.plan_s * 1e3, plan_ms, ord, srt);
+            p.plan_s * 1e3, plan_ms, ord, srt, per_mb);
     if (out->md) {
         fprintf(out->md, "| %s | %s | %d | %ld | %zu | %.0f |", dp_cost_model_name(cm), dname,
                 o->cfg.stages, tokens, s.n, tps[0]);
@@ -887,7 +902,8 @@ static int cmd_bench(opts *o)
     }
     fprintf(out.csv, "model,data,stages,tokens_per_batch,samples,real_tokens,dynapipe_tps,"
                      "padding_tps,packing_tps,token_budget_tps,micro_batches,recompute,schedule,"
-                     "plan_ms_first,plan_ms_median,order_adjacency,sorted_adjacency\n");
+                     "plan_ms_first,plan_ms_median,order_adjacency,sorted_adjacency,"
+                     "dynapipe_rc_per_microbatch_tps\n");
     if (out.md)
         fprintf(out.md, "| model | data | stages | tokens/batch | samples | DynaPipe tokens/s | "
                         "x padding | x packing | x token budget | micro-batches, recompute, "
