@@ -107,8 +107,10 @@ typedef struct dp_samples {
 } dp_samples;
 void dp_samples_free(dp_samples *s);
 
-/* A length source: per-sample rows "input_len,target_len" (a header line optional), or a
- * histogram "length,count" / "input_len,output_len,count" (header required) to be sampled. */
+/* A length source: per-sample rows "input_len,target_len" (a header line optional), a
+ * histogram "length,count" / "input_len,output_len,count" (header required) to be sampled, or
+ * JSON lines, one flat object per sample: {"input_len": N, "target_len": M} or tokenised
+ * {"input_ids": [...], "target_ids": [...]} (also output_len, inputs, targets). */
 typedef struct dp_length_source {
     bool histogram;
     int dims;       /* 1 (lengths only) or 2 (input and target) */

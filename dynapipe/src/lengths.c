@@ -87,10 +87,146 @@ static dp_status parse_row(const dp_csv *c, dp_length_source *src, const int col
     return DP_OK;
 }
 
+/* ---- JSON lines ---------------------------------------------------------------------------- */
+
+static const char *skip_blank(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* A whole number at p. 0, or -1 when there is none. */
+static int json_number(const char *p, const char *e, long *v)
+{
+    char tmp[32];
+    size_t n = 0;
+    while (p + n < e && n + 1 < sizeof tmp && (p[n] == '-' || (p[n] >= '0' && p[n] <= '9')))
+        n++;
+    if (n == 0)
+        return -1;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *end;
+    *v = strtol(tmp, &end, 10);
+    return *end ? -1 : 0;
+}
+
+/* Elements of a flat array of numbers or strings starting after its '['. 0, or -1. */
+static int json_array_len(const char *p, const char *e, long *v)
+{
+    long n = 0;
+    bool item = false;
+    for (; p < e; p++) {
+        if (*p == '"') {
+            for (p++; p < e && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+            if (p >= e)
+                return -1;
+            item = true;
+        } else if (*p == ',') {
+            if (!item)
+                return -1;
+            n++;
+            item = false;
+        } else if (*p == ']') {
+            *v = n + (item ? 1 : 0);
+            return 0;
+        } else if (*p == '[' || *p == '{') {
+            return -1; /* not flat */
+        } else if (*p != ' ' && *p != '\t') {
+            item = true;
+        }
+    }
+    return -1;
+}
+
+/* The value of "key" in the object on [s, e): a number, or the length of a flat array.
+ * 0 found, 1 absent, -1 malformed. A flat object is assumed (keys are not searched for inside
+ * nested values, but a string value that looks like a key could be taken for one). */
+static int json_field(const char *s, const char *e, const char *key, long *v)
+{
+    size_t kl = strlen(key);
+    for (const char *p = s; p + kl + 2 < e; p++) {
+        if (*p != '"' || memcmp(p + 1, key, kl) != 0 || p[kl + 1] != '"')
+            continue;
+        const char *q = skip_blank(p + kl + 2, e);
+        if (q == e || *q != ':')
+            continue;
+        q = skip_blank(q + 1, e);
+        if (q < e && *q == '[')
+            return json_array_len(q + 1, e, v);
+        return json_number(q, e, v);
+    }
+    return 1;
+}
+
+/* The first of `keys` present: 0 with *v, 1 when none is, -1 malformed. */
+static int json_any(const char *s, const char *e, const char *const *keys, long *v)
+{
+    for (; *keys; keys++) {
+        int r = json_field(s, e, *keys, v);
+        if (r <= 0)
+            return r;
+    }
+    return 1;
+}
+
+/* One object per line: {"input_len": N, "target_len": M} (also output_len), or tokenised
+ * samples {"input_ids": [...], "target_ids": [...]} (also inputs/targets), whose lengths are
+ * the arrays' lengths. A missing target is 0. */
+static dp_status parse_jsonl(const char *text, size_t len, dp_length_source *src)
+{
+    static const char *const in_keys[] = {"input_len", "input_ids", "inputs", NULL};
+    static const char *const tgt_keys[] = {"target_len", "output_len", "target_ids", "targets",
+                                           NULL};
+    const char *p = text, *end = text + len;
+    size_t cap = 0;
+    src->dims = 1;
+    for (int line = 1; p < end; line++) {
+        const char *e = memchr(p, '\n', (size_t)(end - p));
+        e = e ? e : end;
+        const char *b = skip_blank(p, e);
+        long in, tgt = 0;
+        int ri = 1, rt = 1;
+        if (b < e && *b != '{')
+            return dp_fail(DP_EFORMAT, "%s:%d: expected a JSON object per line", src->name, line);
+        if (b < e && ((ri = json_any(b, e, in_keys, &in)) != 0 ||
+                      (rt = json_any(b, e, tgt_keys, &tgt)) < 0 || in < -(1L << 30) ||
+                      in > (1L << 30) || tgt < -(1L << 30) || tgt > (1L << 30)))
+            return dp_fail(DP_EFORMAT,
+                           "%s:%d: no readable input_len / input_ids (or a bad target_len / "
+                           "target_ids)",
+                           src->name, line);
+        if (b < e) {
+            dp_status st = grow(src, &cap);
+            if (st != DP_OK)
+                return st;
+            src->v[src->n++] = (dp_sample){(int)in, (int)tgt};
+            if (rt == 0)
+                src->dims = 2;
+        }
+        p = e < end ? e + 1 : end;
+    }
+    return DP_OK;
+}
+
 dp_status dp_lengths_parse(const char *text, size_t len, const char *name, dp_length_source *src)
 {
     memset(src, 0, sizeof *src);
     snprintf(src->name, sizeof src->name, "%s", name ? name : "lengths");
+    const char *first = skip_blank(text, text + len);
+    while (first < text + len && *first == '\n')
+        first = skip_blank(first + 1, text + len);
+    if (first < text + len && *first == '{') {
+        dp_status st = parse_jsonl(text, len, src);
+        if (st == DP_OK && src->n == 0)
+            st = dp_fail(DP_EEMPTY, "%s: no samples", src->name);
+        if (st != DP_OK)
+            dp_lengths_free(src);
+        return st;
+    }
     dp_csv c;
     dp_csv_init(&c, text, len, src->name);
     int r = dp_csv_next(&c), col[3] = {0, 1, -1};

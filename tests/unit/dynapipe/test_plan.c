@@ -231,6 +231,33 @@ Test(lengths, per_sample_rows_and_histograms)
     expect(dp_lengths_parse("a,b\n1,2\n", 8, "h.csv", &src), DP_EFORMAT, "h.csv:1");
 }
 
+Test(lengths, json_lines_of_lengths_and_tokenised_samples)
+{
+    dp_length_source src;
+    const char *j = "{\"input_len\": 12, \"target_len\": 3}\n"
+                    "\n"
+                    "{\"input_ids\": [5, 6, 7], \"target_ids\": [\"a\", \"b,]\"], \"x\": 1}\r\n"
+                    "{\"inputs\": [], \"output_len\": 4}\n"
+                    "  {\"input_len\":9}";
+    cr_assert_eq(dp_lengths_parse(j, strlen(j), "s.jsonl", &src), DP_OK, "%s", dp_last_error());
+    cr_assert_eq(src.n, 4);
+    cr_assert_eq(src.dims, 2);
+    cr_assert_not(src.histogram);
+    dp_sample want[4] = {{12, 3}, {3, 2}, {0, 4}, {9, 0}};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert(src.v[i].input_len == want[i].input_len &&
+                      src.v[i].target_len == want[i].target_len,
+                  "sample %zu: (%d, %d)", i, src.v[i].input_len, src.v[i].target_len);
+    dp_lengths_free(&src);
+    const char *nested = "{\"input_ids\": [[1, 2]], \"target_len\": 1}\n";
+    expect(dp_lengths_parse(nested, strlen(nested), "n.jsonl", &src), DP_EFORMAT, "n.jsonl:1");
+    const char *none = "{\"input_len\": 3}\n{\"target_len\": 1}\n";
+    expect(dp_lengths_parse(none, strlen(none), "m.jsonl", &src), DP_EFORMAT, "m.jsonl:2");
+    const char *mixed = "{\"input_len\": 3}\n4,5\n";
+    expect(dp_lengths_parse(mixed, strlen(mixed), "x.jsonl", &src), DP_EFORMAT,
+           "x.jsonl:2: expected a JSON object");
+}
+
 Test(lengths, real_histograms_sample_their_distribution)
 {
     dp_length_source src;
