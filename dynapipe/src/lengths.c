@@ -188,13 +188,13 @@ static dp_status parse_jsonl(const char *text, size_t len, dp_length_source *src
         const char *e = memchr(p, '\n', (size_t)(end - p));
         e = e ? e : end;
         const char *b = skip_blank(p, e);
-        long in, tgt = 0;
-        int ri = 1, rt = 1;
+        long in = 0, tgt = 0;
+        int rt = 1;
         if (b < e && *b != '{')
             return dp_fail(DP_EFORMAT, "%s:%d: expected a JSON object per line", src->name, line);
-        if (b < e && ((ri = json_any(b, e, in_keys, &in)) != 0 ||
-                      (rt = json_any(b, e, tgt_keys, &tgt)) < 0 || in < -(1L << 30) ||
-                      in > (1L << 30) || tgt < -(1L << 30) || tgt > (1L << 30)))
+        if (b < e &&
+            (json_any(b, e, in_keys, &in) != 0 || (rt = json_any(b, e, tgt_keys, &tgt)) < 0 ||
+             in < -(1L << 30) || in > (1L << 30) || tgt < -(1L << 30) || tgt > (1L << 30)))
             return dp_fail(DP_EFORMAT,
                            "%s:%d: no readable input_len / input_ids (or a bad target_len / "
                            "target_ids)",
