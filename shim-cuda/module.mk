@@ -34,3 +34,8 @@ $(ORION_CLIENT): $(BUILD)/obj/tests/fixtures/orion/orion-client.o $(BUILD)/lib/f
 $(BUILD)/obj/tests/fixtures/orion/%.o: CPPFLAGS += -isystem $(CUDA_INC)
 ALL_TARGETS += $(ORION_CLIENT)
 LINT_SRCS   += tests/fixtures/orion/orion-client.c
+
+# The fuzz target of the profile-database and ncu readers.
+$(BUILD)/fuzz/fuzz_orion_pdb: $(ORION_CORE_OBJS)
+$(BUILD)/obj/tests/fuzz/fuzz_orion_pdb.o: CPPFLAGS += -Ishim-cuda/src
+$(BUILD)/fuzz/fuzz_orion_pdb: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) # the objects use the runtime

@@ -35,10 +35,13 @@ static void sort_db(orion_pdb *db)
 static orion_pentry *find_exact(orion_pdb *db, const char *name, const uint32_t grid[3],
                                 const uint32_t block[3])
 {
-    sort_db(db);
+    if (db->n == 0)
+        return NULL; /* bsearch on an empty (NULL) array is undefined */
+    /* The key first: grid and block may point into the array the sort moves around. */
     orion_pentry key = {.name = (char *)name};
     memcpy(key.grid, grid, sizeof key.grid);
     memcpy(key.block, block, sizeof key.block);
+    sort_db(db); /* entries move; their name strings do not */
     return bsearch(&key, db->e, db->n, sizeof *db->e, cmp_entry);
 }
 
@@ -345,7 +348,7 @@ static int add_kernel(orion_pdb *db, const kacc *k, double ridge, rt_err *err)
 {
     if (!k->name[0])
         return 0;
-    double dur = isnan(k->dur_us) ? -1 : k->dur_us;
+    double dur = !isfinite(k->dur_us) || k->dur_us < 0 ? -1 : k->dur_us; /* unknown */
     const orion_pentry *old = find_exact(db, k->name, k->grid, k->block);
     if (old && old->dur_us >= 0 && dur >= 0)
         dur = (old->dur_us + dur) / 2; /* several invocations: their mean, pairwise */
@@ -389,8 +392,9 @@ static int ncu_details(orion_pdb *db, const char **p, const char *end, char *buf
     kacc_reset(&k);
     csv_row r;
     while (csv_next(p, end, buf, &r)) {
-        if (r.n <= cval || r.n <= cid)
-            continue;
+        if (r.n <= cid || r.n <= cname || r.n <= cgrid || r.n <= cblock || r.n <= cmet ||
+            r.n <= cunit || r.n <= cval)
+            continue; /* a short row (a trailing line, say): no fields to read */
         if (strcmp(r.f[cid], id) != 0) {
             added += add_kernel(db, &k, ridge, err);
             kacc_reset(&k);
@@ -446,8 +450,8 @@ static int ncu_raw(orion_pdb *db, const char **p, const char *end, char *buf, co
             snprintf(units[i], sizeof units[i], "%s", r.f[i]);
     int added = 0;
     while (csv_next(p, end, buf, &r)) {
-        if (r.n <= cdur || r.n <= cname)
-            continue;
+        if (r.n <= cdur || r.n <= cname || r.n <= cgrid || r.n <= cblock)
+            continue; /* a short row: no fields to read */
         kacc k;
         kacc_reset(&k);
         snprintf(k.name, sizeof k.name, "%s", r.f[cname]);
