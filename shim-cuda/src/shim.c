@@ -585,12 +585,35 @@ static int classify(CUstream s)
 typedef struct pending {
     CUevent ev, start; /* start: ORION_LEARN's event before the launch, or NULL */
     CUcontext ctx;
+    CUstream stream; /* with ctx (and owner, for CU_STREAM_PER_THREAD): the stream it is on */
+    uintptr_t owner;
     shape *sh;
     int cls;
     uint32_t sms;
     orion_profile profile;
     uint64_t dur_us, t0;
 } pending;
+
+/* Streams are FIFO: once an event is not done, later ones on its stream are not either.
+ * The monitor queries only the oldest outstanding event of each stream per round. */
+#define BLOCKED_MAX 64
+typedef struct blocked_set {
+    const pending *v[BLOCKED_MAX];
+    int n;
+} blocked_set;
+
+static bool same_stream(const pending *a, const pending *b)
+{
+    return a->ctx == b->ctx && a->stream == b->stream && a->owner == b->owner;
+}
+
+static bool is_blocked(const blocked_set *bs, const pending *p)
+{
+    for (int i = 0; i < bs->n; i++)
+        if (same_stream(bs->v[i], p))
+            return true;
+    return false;
+}
 
 typedef struct pooled {
     CUevent ev;
@@ -746,11 +769,19 @@ static void *monitor_main(void *arg)
             break;
         size_t kept = 0, done = 0;
         uint64_t now = rt_now_ns();
+        blocked_set bs = {.n = 0};
         for (size_t i = 0; i < n; i++) {
+            if (is_blocked(&bs, &mine[i])) { /* behind a pending event of its stream */
+                mine[kept++] = mine[i];
+                continue;
+            }
             if (mine[i].ctx != cur && d.ctx_set(mine[i].ctx) == CUDA_SUCCESS)
                 cur = mine[i].ctx;
             if (d.ev_query(mine[i].ev) == CUDA_ERROR_NOT_READY) {
-                mine[kept++] = mine[i];
+                mine[kept] = mine[i];
+                if (bs.n < BLOCKED_MAX) /* (past 64 streams: simply query them all) */
+                    bs.v[bs.n++] = &mine[kept];
+                kept++;
                 continue;
             }
             complete(&mine[i], now); /* done, or an error: it holds nothing any more */
@@ -802,6 +833,8 @@ static void track(int cls, shape *sh, CUstream eff, CUevent start)
     pending p = {.ev = ev,
                  .start = start,
                  .ctx = ctx,
+                 .stream = eff,
+                 .owner = eff == CU_STREAM_PER_THREAD ? (uintptr_t)pthread_self() : 0,
                  .sh = sh == &graph_shape ? NULL : sh,
                  .cls = cls,
                  .sms = sh == &graph_shape ? device_sms() : sh->sm_need,
