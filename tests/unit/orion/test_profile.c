@@ -118,7 +118,8 @@ Test(ncu, raw_page_roofline)
     cr_assert_eq(orion_pdb_find(&db, "k", g128, b256)->profile, ORION_COMPUTE);
     orion_pdb_free(&db);
     cr_assert_eq(orion_pdb_from_ncu(&db, csv, strlen(csv), 0, &err), 1);
-    cr_assert_eq(orion_pdb_find(&db, "k", g128, b256)->profile, ORION_COMPUTE, "SM %% above DRAM %%");
+    cr_assert_eq(orion_pdb_find(&db, "k", g128, b256)->profile, ORION_COMPUTE,
+                 "SM %% above DRAM %%");
     orion_pdb_free(&db);
 }
 
