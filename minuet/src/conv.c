@@ -183,8 +183,7 @@ static void gemm_batched_part(void *arg, int t, int nt)
         gemm_one(J, x);
 }
 
-/* First pair of rows[0..n) (ascending) at or after row r. */
-static size_t lower_bound(const int32_t *rows, size_t n, size_t r)
+size_t mn_rows_below(const int32_t *rows, size_t n, size_t r)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -223,7 +222,7 @@ static void scatter_part(void *arg, int t, int nt)
     size_t r0 = J->n_out * (size_t)t / (size_t)nt, r1 = J->n_out * (size_t)(t + 1) / (size_t)nt;
     size_t *cur = J->cursor + (size_t)t * 2 * (size_t)J->n, *next = cur + J->n;
     for (int x = J->xa; x < J->xb; x++)
-        cur[x] = lower_bound(scatter_rows(J, J->ks[x]), J->cnt[J->ks[x]], r0);
+        cur[x] = mn_rows_below(scatter_rows(J, J->ks[x]), J->cnt[J->ks[x]], r0);
     int cb = J->tile_ch > 0 && J->tile_ch < J->c_out ? J->tile_ch : J->c_out;
     for (size_t b = r0; b < r1;) {
         size_t first = r1; /* skip rows no offset of the segment writes */

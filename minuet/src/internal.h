@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "minuet.h"
@@ -34,6 +35,8 @@ mn_status mn_tune_lookup(const mn_kmap *map, const float *in, int c_in, const fl
  * the reason on malformed text. mn_tune_forget empties the table. For fuzzing. */
 mn_status mn_tune_parse(const char *buf, size_t len, size_t *entries);
 void mn_tune_forget(void);
+/* The first of rows[0..n) (ascending) at or after row r: how many are below r (conv.c). */
+size_t mn_rows_below(const int32_t *rows, size_t n, size_t r);
 /* mn_conv after its argument checks (o->autotune ignored): for the tuner's candidates. */
 mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const float *W,
                           const float *bias, int c_out, float *out, size_t n_out,

@@ -394,19 +394,6 @@ typedef struct sample {
     mn_workspace ws;
 } sample;
 
-static size_t rows_below(const int32_t *rows, size_t n, size_t r)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if ((size_t)rows[mid] < r)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 static mn_status make_sample(const mn_kmap *m, size_t n_out, int c_in, int c_out, bool tr,
                              sample *s)
 {
@@ -425,7 +412,7 @@ static mn_status make_sample(const mn_kmap *m, size_t n_out, int c_in, int c_out
     }
     s->map.total = 0;
     for (int k = 0; k < m->nk; k++) {
-        s->map.count[k] = rows_below(tr ? m->in[k] : m->out[k], m->count[k], s->n_out);
+        s->map.count[k] = mn_rows_below(tr ? m->in[k] : m->out[k], m->count[k], s->n_out);
         s->map.total += s->map.count[k];
     }
     return MN_OK;
