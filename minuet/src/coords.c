@@ -206,7 +206,8 @@ mn_u128 mn_key_delta(const mn_layout_t *L, int64_t dx, int64_t dy, int64_t dz)
  * buffers; the first pass takes the positions as the identity rather than reading them, and
  * starts in idx or in the spare buffer as the number of passes is odd or even, so the last
  * one ends in idx without a copy. `key` and the spare keys k2 (n of them) are clobbered.
- * Small inputs use one thread. */
+ * Small inputs use one thread. What remains of radix64's use: keys whose bits and the row
+ * number's do not fit in 64 together (the packed sort below takes the others). */
 typedef struct radix_part {
     const uint64_t *ks;
     const uint32_t *is; /* NULL: the identity (first pass) */
@@ -256,20 +257,26 @@ static void *radix_move(void *arg)
     return NULL;
 }
 
-/* Run fn on every part, part 0 on this thread. */
-static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
+/* Run fn on every part (nt of them, `size` bytes apart from P), part 0 on this thread. */
+static void parts_run(void *P, size_t size, int nt, void *(*fn)(void *))
 {
     pthread_t t[MN_PAR_THREADS];
     bool started[MN_PAR_THREADS] = {false};
+    char *p = P;
     for (int i = 1; i < nt; i++)
-        started[i] = pthread_create(&t[i], NULL, fn, &P[i]) == 0;
-    fn(&P[0]);
+        started[i] = pthread_create(&t[i], NULL, fn, p + (size_t)i * size) == 0;
+    fn(p);
     for (int i = 1; i < nt; i++) {
         if (started[i])
             pthread_join(t[i], NULL);
         else
-            fn(&P[i]); /* no thread: do its part here */
+            fn(p + (size_t)i * size); /* no thread: do its part here */
     }
+}
+
+static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
+{
+    parts_run(P, sizeof *P, nt, fn);
 }
 
 static void identity_part(void *ctx, size_t lo, size_t hi, int part)
@@ -353,6 +360,199 @@ static int radix64(uint64_t *key, uint64_t *k2, uint32_t *idx, size_t n, int thr
     return 0;
 }
 
+/* ---- packed radix sort ------------------------------------------------------------------ */
+
+/* When the key's kb significant bits and the ib = bits_for(n - 1) bits of a row number fit
+ * in 64, the sort moves packed words (key << ib | row) rather than (key, position) pairs: 8
+ * bytes a key and pass instead of 12, and the row bits keep equal keys in row order without
+ * a second array. The words are built straight from the rows (no separate key array), in
+ * the same read that counts every digit. Digits are up to `most` bits wide, balanced: kb
+ * bits take ceil(kb / most) digits of equal width (the last narrower), of which those that
+ * are the same for every key are skipped. most is PK_BITS, less for small n (bits_for(n) -
+ * 2, at least 8) so that the histograms stay small beside the keys: on the 2-core VM of
+ * the README, the whole sort of 2.97M rows with 30-bit keys (gen:10000000 at 0.05, 1
+ * thread) took 0.063 s with two passes of 15-bit digits, 0.081 s with three of 10 bits and
+ * more with 8 bits. The threads own slices of the current order as in
+ * radix64 (per-pass histograms, prefix sums over (digit, thread)), so the result is the
+ * same for any thread count, and the same as radix64's: a stable sort of the keys. */
+#define PK_BITS   16
+#define PK_DIGITS 8 /* ceil(63 / 8): kb <= 63 */
+
+typedef struct pk_part {
+    const int32_t *c; /* the rows, for the first read */
+    const mn_layout_t *L;
+    const uint64_t *ws; /* this pass's words */
+    uint64_t *wd;       /* where they go, or NULL: */
+    uint32_t *id;       /* the last pass's row numbers */
+    size_t lo, hi;
+    int ib, d, nd, sh;
+    uint32_t *at;  /* 2^d: where the pass puts the slice's next word of each digit */
+    uint32_t *cnt; /* nd * 2^d: the histograms of every digit (cnt + g * 2^d: digit g) */
+} pk_part;
+
+/* The first read: the slice's words into wd, every digit counted. */
+static void *pk_pack(void *arg)
+{
+    pk_part *p = arg;
+    int64_t base[4];
+    int shift[4];
+    for (int f = 0; f < 4; f++) {
+        base[f] = p->L->base[f];
+        shift[f] = p->L->shift[f];
+    }
+    const uint64_t mask = ((uint64_t)1 << p->d) - 1;
+    const int ib = p->ib, d = p->d, nd = p->nd;
+    const int32_t *c = p->c;
+    uint64_t *wd = p->wd;
+    uint32_t *cnt = p->cnt;
+    for (size_t i = p->lo; i < p->hi; i++) {
+        const int32_t *r = c + 4 * i;
+        uint64_t v = 0;
+        for (int f = 0; f < 4; f++)
+            v |= (uint64_t)((int64_t)r[f] - base[f]) << shift[f];
+        uint64_t w = v << ib | (uint64_t)i;
+        wd[i] = w;
+        for (int g = 0; g < nd; g++)
+            cnt[((size_t)g << d) + ((w >> (ib + g * d)) & mask)]++;
+    }
+    return NULL;
+}
+
+/* This pass's digit histogram of the slice, into cnt (where digit 0's was). */
+static void *pk_count(void *arg)
+{
+    pk_part *p = arg;
+    const uint64_t mask = ((uint64_t)1 << p->d) - 1;
+    const int sh = p->sh;
+    const uint64_t *ws = p->ws;
+    uint32_t *h = p->cnt;
+    memset(h, 0, ((size_t)1 << p->d) * sizeof *h);
+    for (size_t i = p->lo; i < p->hi; i++)
+        h[(ws[i] >> sh) & mask]++;
+    return NULL;
+}
+
+static void *pk_move(void *arg)
+{
+    pk_part *p = arg;
+    const uint64_t mask = ((uint64_t)1 << p->d) - 1;
+    const int sh = p->sh;
+    const uint64_t *ws = p->ws;
+    uint32_t *at = p->at;
+    if (p->wd) {
+        uint64_t *wd = p->wd;
+        for (size_t i = p->lo; i < p->hi; i++) {
+            uint64_t w = ws[i];
+            wd[at[(w >> sh) & mask]++] = w;
+        }
+        return NULL;
+    }
+    const uint64_t rows = ((uint64_t)1 << p->ib) - 1;
+    uint32_t *id = p->id;
+    for (size_t i = p->lo; i < p->hi; i++) {
+        uint64_t w = ws[i];
+        id[at[(w >> sh) & mask]++] = (uint32_t)(w & rows);
+    }
+    return NULL;
+}
+
+/* Sorts co's rows (n >= 2, kb + ib <= 64) with w as room for 2n words. With idx, the last
+ * pass writes the row numbers there and the result is idx; without, the sorted words, in w
+ * or w + n. NULL when out of memory. */
+static void *radix_packed(const mn_coords *co, const mn_layout_t *L, int kb, int ib, uint64_t *w,
+                          uint32_t *idx, int threads)
+{
+    size_t n = co->n;
+    int nt = mn_par_parts(n, threads);
+    int most = bits_for(n) - 2;
+    most = most < 8 ? 8 : most > PK_BITS ? PK_BITS : most;
+    int nd = kb ? (kb + most - 1) / most : 1, d = kb ? (kb + nd - 1) / nd : 1;
+    size_t hs = (size_t)1 << d; /* a histogram's size */
+    pk_part *P = calloc((size_t)nt, sizeof *P);
+    uint32_t *hist = calloc((size_t)nt * (size_t)(nd + 1) * hs, sizeof *hist);
+    if (!P || !hist) {
+        free(P);
+        free(hist);
+        return NULL;
+    }
+    for (int t = 0; t < nt; t++) {
+        P[t].at = hist + (size_t)t * (size_t)(nd + 1) * hs;
+        P[t].cnt = P[t].at + hs;
+        P[t].c = co->c;
+        P[t].L = L;
+        P[t].wd = w;
+        P[t].lo = n * (size_t)t / (size_t)nt;
+        P[t].hi = n * (size_t)(t + 1) / (size_t)nt;
+        P[t].ib = ib;
+        P[t].d = d;
+        P[t].nd = nd;
+    }
+    parts_run(P, sizeof *P, nt, pk_pack);
+    const uint64_t mask = ((uint64_t)1 << d) - 1;
+    int digits[PK_DIGITS], np = 0;
+    for (int g = 0; g < nd; g++) {
+        uint64_t total0 = 0; /* words whose digit equals the first word's */
+        size_t d0 = (size_t)((w[0] >> (ib + g * d)) & mask);
+        for (int t = 0; t < nt; t++)
+            total0 += P[t].cnt[((size_t)g << d) + d0];
+        if (total0 != n)
+            digits[np++] = g;
+    }
+    if (np == 0) { /* every key the same: the rows in order */
+        free(hist);
+        free(P);
+        if (!idx)
+            return w;
+        mn_par_for(n, threads, identity_part, idx);
+        return idx;
+    }
+    uint64_t *ws = w, *wd = w + n;
+    for (int a = 0; a < np; a++) {
+        int g = digits[a];
+        bool to_idx = idx && a == np - 1;
+        for (int t = 0; t < nt; t++) {
+            P[t].ws = ws;
+            P[t].wd = to_idx ? NULL : wd;
+            P[t].id = idx;
+            P[t].sh = ib + g * d;
+        }
+        /* The slices hold other words after a pass: count them again (the first pass, or
+         * one thread: the first read's histogram is still the slice's). */
+        if (nt > 1 && a > 0)
+            parts_run(P, sizeof *P, nt, pk_count);
+        else if (g != 0)
+            for (int t = 0; t < nt; t++)
+                memcpy(P[t].cnt, P[t].cnt + ((size_t)g << d), hs * sizeof *P[t].cnt);
+        uint32_t sum = 0; /* at most n <= UINT32_MAX */
+        for (size_t v = 0; v <= mask; v++)
+            for (int t = 0; t < nt; t++) {
+                P[t].at[v] = sum;
+                sum += P[t].cnt[v];
+            }
+        parts_run(P, sizeof *P, nt, pk_move);
+        uint64_t *tw = ws;
+        ws = wd;
+        wd = tw;
+    }
+    free(hist);
+    free(P);
+    return idx ? (void *)idx : (void *)ws;
+}
+
+/* The layout of co's rows for sorting, kb its key bits and ib the bits of a row number
+ * (for the packed sort: kb + ib <= 64). */
+static mn_status sort_layout(const mn_coords *co, int threads, mn_layout_t *L, int *kb, int *ib)
+{
+    if (co->n > UINT32_MAX)
+        return mn_fail(MN_EINVAL, "%zu coordinates: at most 2^32 - 1", co->n);
+    mn_status st = mn_layout_threads(co, NULL, 0, threads, L);
+    *kb = 0;
+    for (int f = 0; f < 4; f++)
+        *kb += L->bits[f];
+    *ib = bits_for((uint64_t)(co->n ? co->n - 1 : 0));
+    return st;
+}
+
 static int cmp_row(const void *a, const void *b, void *rows)
 {
     const int32_t *x = (const int32_t *)rows + 4 * (size_t) * (const uint32_t *)a;
@@ -366,24 +566,23 @@ static int cmp_row(const void *a, const void *b, void *rows)
 
 /* mn_sort_index with the caller's scratch: room for 2n keys (n * 16 bytes), which
  * mn_sort_threads then reuses for the sorted rows. */
-static mn_status sort_index(const mn_coords *co, uint32_t *idx, int threads, uint64_t *scratch)
+static mn_status sort_index(const mn_coords *co, const mn_layout_t *L, int kb, int ib,
+                            uint32_t *idx, int threads, uint64_t *scratch)
 {
     size_t n = co->n;
-    if (n > UINT32_MAX)
-        return mn_fail(MN_EINVAL, "%zu coordinates: at most 2^32 - 1", n);
-    mn_layout_t L;
-    mn_status st = mn_layout_threads(co, NULL, 0, threads, &L);
-    if (st != MN_OK)
-        return st;
-    if (L.wide) { /* more than 64 bits of key: a comparison sort over the four fields */
+    if (L->wide) { /* more than 64 bits of key: a comparison sort over the four fields */
         mn_par_for(n, threads, identity_part, idx);
         qsort_r(idx, n, sizeof *idx, cmp_row, co->c);
         return MN_OK;
     }
-    mn_keys64(co, &L, scratch, threads);
-    return radix64(scratch, scratch + n, idx, n, threads) < 0
-               ? mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n)
-               : MN_OK;
+    int fail;
+    if (n >= 2 && kb + ib <= 64) {
+        fail = !radix_packed(co, L, kb, ib, scratch, idx, threads);
+    } else {
+        mn_keys64(co, L, scratch, threads);
+        fail = radix64(scratch, scratch + n, idx, n, threads) < 0;
+    }
+    return fail ? mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n) : MN_OK;
 }
 
 mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads)
@@ -394,7 +593,11 @@ mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads)
     uint64_t *k = malloc((n ? n : 1) * 2 * sizeof *k);
     if (!k)
         return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
-    mn_status st = sort_index(co, idx, threads, k);
+    mn_layout_t L;
+    int kb, ib;
+    mn_status st = sort_layout(co, threads, &L, &kb, &ib);
+    if (st == MN_OK)
+        st = sort_index(co, &L, kb, ib, idx, threads, k);
     free(k);
     return st;
 }
@@ -437,24 +640,110 @@ static void copy_part(void *ctx, size_t lo, size_t hi, int part)
     memcpy(C->dst + 4 * lo, C->src + 4 * lo, (hi - lo) * 4 * sizeof *C->dst);
 }
 
+/* After the packed sort: the sorted words w, each part noting its first key equal to the
+ * one before (SIZE_MAX: none) and writing the row numbers into perm when given; then, with
+ * no duplicate, the rows decoded from the keys (the layout is exact) into dst. */
+typedef struct words_job {
+    const uint64_t *w;
+    const mn_layout_t *L;
+    uint32_t *perm;
+    int32_t *dst;
+    int ib;
+    size_t dup[MN_PAR_THREADS];
+} words_job;
+
+static void words_check_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    words_job *W = ctx;
+    const uint64_t *w = W->w;
+    const int ib = W->ib;
+    size_t dup = SIZE_MAX;
+    for (size_t i = lo > 0 ? lo : 1; i < hi; i++)
+        if ((w[i] >> ib) == (w[i - 1] >> ib)) {
+            dup = i;
+            break;
+        }
+    if (W->perm) {
+        const uint64_t rows = ((uint64_t)1 << ib) - 1;
+        for (size_t i = lo; i < hi; i++)
+            W->perm[i] = (uint32_t)(w[i] & rows);
+    }
+    W->dup[part] = dup;
+}
+
+static void words_decode_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    (void)part;
+    const words_job *W = ctx;
+    int64_t base[4];
+    uint64_t mask[4];
+    int shift[4];
+    for (int f = 0; f < 4; f++) {
+        base[f] = W->L->base[f];
+        int b = W->L->bits[f]; /* < 64 here; a field of 0 bits may sit at bit 64 */
+        shift[f] = b ? W->L->shift[f] + W->ib : 0;
+        mask[f] = ((uint64_t)1 << b) - 1;
+    }
+    const uint64_t *w = W->w;
+    int32_t *dst = W->dst;
+    for (size_t i = lo; i < hi; i++)
+        for (int f = 0; f < 4; f++)
+            dst[4 * i + f] = (int32_t)(base[f] + (int64_t)((w[i] >> shift[f]) & mask[f]));
+}
+
+/* The packed sort's end of mn_sort_threads: no gather (the sorted keys are the sorted rows)
+ * and no copy (the rows are decoded in place once the duplicate check has passed). */
+static mn_status sort_rows_packed(mn_coords *co, const mn_layout_t *L, int kb, int ib,
+                                  uint32_t *perm, int threads, uint64_t *scratch)
+{
+    size_t n = co->n;
+    const uint64_t *w = radix_packed(co, L, kb, ib, scratch, NULL, threads);
+    if (!w)
+        return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
+    words_job W = {.w = w, .L = L, .perm = perm, .dst = co->c, .ib = ib};
+    int parts = mn_par_parts(n, threads);
+    mn_par_for(n, threads, words_check_part, &W);
+    for (int p = 0; p < parts; p++)
+        if (W.dup[p] != SIZE_MAX) { /* the first duplicate in sorted order */
+            size_t i = W.dup[p];
+            const uint64_t rows = ((uint64_t)1 << ib) - 1;
+            uint32_t r0 = (uint32_t)(w[i - 1] & rows), r1 = (uint32_t)(w[i] & rows);
+            const int32_t *r = co->c + 4 * (size_t)r1;
+            return mn_fail(MN_EDUP, "duplicate coordinate (%d, %d, %d, %d) at rows %u and %u", r[0],
+                           r[1], r[2], r[3], r0, r1);
+        }
+    mn_par_for(n, threads, words_decode_part, &W);
+    return MN_OK;
+}
+
 /* The index (into perm when given), then the rows gathered in that order with the duplicate
  * check, then copied back: every step split over the threads from 65536 rows. The keys'
  * scratch (2n keys) holds the gathered rows afterwards, so the sort maps fresh memory once.
- * On failure the rows are left as they were (perm's contents are then unspecified). */
+ * With the packed sort, sort_rows_packed's steps instead. On failure the rows are left as
+ * they were (perm's contents are then unspecified). */
 mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads)
 {
     size_t n = co->n;
-    if (n > UINT32_MAX)
-        return mn_fail(MN_EINVAL, "%zu coordinates: at most 2^32 - 1", n);
-    uint32_t *idx = perm ? perm : malloc((n ? n : 1) * sizeof *idx);
+    mn_layout_t L;
+    int kb, ib;
+    mn_status st = sort_layout(co, threads, &L, &kb, &ib);
+    if (st != MN_OK)
+        return st;
+    bool packed = !L.wide && n >= 2 && kb + ib <= 64;
+    uint32_t *idx = perm || packed ? perm : malloc((n ? n : 1) * sizeof *idx);
     uint64_t *scratch = malloc((n ? n : 1) * 2 * sizeof *scratch);
-    if (!idx || !scratch) {
+    if ((!idx && !packed) || !scratch) {
         if (idx != perm)
             free(idx);
         free(scratch);
         return mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n);
     }
-    mn_status st = sort_index(co, idx, threads, scratch);
+    if (packed) {
+        st = sort_rows_packed(co, &L, kb, ib, perm, threads, scratch);
+        free(scratch);
+        return st;
+    }
+    st = sort_index(co, &L, kb, ib, idx, threads, scratch);
     if (st != MN_OK) {
         if (idx != perm)
             free(idx);
