@@ -33,20 +33,26 @@ typedef struct vec {
     size_t n, cap;
 } vec;
 
+/* Double the arrays (1024 pairs at first). */
+static int vec_grow(vec *v)
+{
+    size_t nc = v->cap ? v->cap * 2 : 1024;
+    int32_t *a = realloc(v->in, nc * sizeof *a);
+    if (!a)
+        return -1;
+    v->in = a;
+    int32_t *b = realloc(v->out, nc * sizeof *b);
+    if (!b)
+        return -1;
+    v->out = b;
+    v->cap = nc;
+    return 0;
+}
+
 static int vec_push(vec *v, int32_t i, int32_t o)
 {
-    if (v->n == v->cap) {
-        size_t nc = v->cap ? v->cap * 2 : 1024;
-        int32_t *a = realloc(v->in, nc * sizeof *a);
-        if (!a)
-            return -1;
-        v->in = a;
-        int32_t *b = realloc(v->out, nc * sizeof *b);
-        if (!b)
-            return -1;
-        v->out = b;
-        v->cap = nc;
-    }
+    if (v->n == v->cap && vec_grow(v) < 0)
+        return -1;
     if (!v->in || !v->out)
         return -1;
     v->in[v->n] = i;
@@ -195,48 +201,172 @@ static int merge64(const job *J, int k)
  * walks of 1 to 3 lines took the same time and walks of 9 lines 20 % more). */
 #define WALK_LINES 3
 
+/* Keys past the last input: a sentinel above every query (the input keys are allocated
+ * KEY_PAD entries longer and filled with it, so the walks read ahead of the cursor without
+ * bounds checks; a match at index nin, should a key equal it, is rejected by its index).
+ * The cursor reads 4 entries ahead, a line of K offsets K - 1 <= 14. */
+#define KEY_PAD 16
+
+/* How many of a[0..4) are below t (a ascending): branch-free. */
+static inline size_t below4(const uint64_t *a, uint64_t t)
+{
+    return (size_t)(a[0] < t) + (size_t)(a[1] < t) + (size_t)(a[2] < t) + (size_t)(a[3] < t);
+}
+
+/* First index >= j with key >= t: four entries branch-free, then (rarely) a galloping
+ * search. ik is padded with the sentinel, so the result is at most nin. */
+static inline size_t seek64(const uint64_t *ik, size_t nin, size_t j, uint64_t t)
+{
+    size_t c = below4(ik + j, t);
+    j += c;
+    if (c == 4)
+        j = gallop64(ik, nin, j, t);
+    return j;
+}
+
+/* Room for `more` pairs in v. */
+static int vec_room(vec *v, size_t more)
+{
+    while (v->cap - v->n < more)
+        if (vec_grow(v) < 0)
+            return -1;
+    return 0;
+}
+
+/* Outputs per block of a walk: each line of the walk takes the block in turn, with its
+ * cursor and its arrays' ends in registers, and the block's keys stay in the L1 cache. */
+#define WALK_BLOCK 512
+
+/* One line over outputs [o0, o1), unit step (the keys of a line's offsets are consecutive
+ * integers): the input wanted by the l-th offset, if present, is at j + (how many of
+ * ik[j .. j + l) are below it), where j is the cursor (the first input at or above the
+ * first offset's key). Every pair is written and kept only when it matches (the count
+ * advances by the comparison): no data-dependent branch but the rare long seek. The arrays
+ * have room for o1 - o0 more pairs. NL: the line's offsets (a constant when inlined). */
+static inline size_t line_unit(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0,
+                               size_t o1, uint64_t d, size_t j, vec *w, int NL)
+{
+    int32_t *pi[15], *po[15];
+    for (int l = 0; l < NL; l++) {
+        pi[l] = w[l].in + w[l].n;
+        po[l] = w[l].out + w[l].n;
+    }
+    for (size_t o = o0; o < o1; o++) {
+        uint64_t want = ok[o] + d;
+        j = seek64(ik, nin, j, want);
+        const uint64_t *a = ik + j;
+        for (int l = 0; l < NL; l++) {
+            uint64_t t = want + (uint64_t)l;
+            size_t p = j;
+            for (int m = 0; m < l; m++)
+                p += a[m] < t;
+            size_t hit = (size_t)((ik[p] == t) & (p < nin));
+            *pi[l] = (int32_t)p;
+            *po[l] = (int32_t)o;
+            pi[l] += hit;
+            po[l] += hit;
+        }
+    }
+    for (int l = 0; l < NL; l++)
+        w[l].n = (size_t)(pi[l] - w[l].in);
+    return j;
+}
+
+/* line_unit for lines of three offsets (K = 3), written out: the six array ends stay in
+ * registers. */
+static size_t line_unit3(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0, size_t o1,
+                         uint64_t d, size_t j, vec *w)
+{
+    int32_t *i0 = w[0].in + w[0].n, *i1 = w[1].in + w[1].n, *i2 = w[2].in + w[2].n;
+    int32_t *u0 = w[0].out + w[0].n, *u1 = w[1].out + w[1].n, *u2 = w[2].out + w[2].n;
+    for (size_t o = o0; o < o1; o++) {
+        uint64_t t = ok[o] + d;
+        j = seek64(ik, nin, j, t);
+        uint64_t a0 = ik[j], a1 = ik[j + 1];
+        size_t p1 = j + (a0 < t + 1), p2 = j + (a0 < t + 2) + (a1 < t + 2);
+        size_t h0 = (size_t)((a0 == t) & (j < nin));
+        size_t h1 = (size_t)((ik[p1] == t + 1) & (p1 < nin));
+        size_t h2 = (size_t)((ik[p2] == t + 2) & (p2 < nin));
+        *i0 = (int32_t)j;
+        *u0 = (int32_t)o;
+        *i1 = (int32_t)p1;
+        *u1 = (int32_t)o;
+        *i2 = (int32_t)p2;
+        *u2 = (int32_t)o;
+        i0 += h0;
+        u0 += h0;
+        i1 += h1;
+        u1 += h1;
+        i2 += h2;
+        u2 += h2;
+    }
+    w[0].n = (size_t)(i0 - w[0].in);
+    w[1].n = (size_t)(i1 - w[1].in);
+    w[2].n = (size_t)(i2 - w[2].in);
+    return j;
+}
+
+/* The same for any step: each offset seeks on from the previous one's input. */
+static size_t line_step(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0, size_t o1,
+                        uint64_t d, uint64_t zstep, size_t j, vec *w, int nl)
+{
+    size_t cur = j;
+    for (size_t o = o0; o < o1; o++) {
+        uint64_t want = ok[o] + d;
+        cur = seek64(ik, nin, cur, want);
+        j = cur;
+        for (int l = 0; l < nl; l++, want += zstep) {
+            if (l > 0)
+                j = seek64(ik, nin, j, want);
+            size_t n = w[l].n;
+            w[l].in[n] = (int32_t)j;
+            w[l].out[n] = (int32_t)o;
+            w[l].n = n + (size_t)((ik[j] == want) & (j < nin));
+        }
+    }
+    return cur;
+}
+
 /* One walk over the outputs for up to WALK_LINES lines. The offsets of a line (same dx and
  * dy, dz = z0, z0 + step, ...) have query keys that differ only in the lowest field, so one
  * output's matches on a line are consecutive inputs: a cursor per line finds the first
- * candidate (a few steps, then a galloping search) and checks the next entries. */
+ * candidate (seek64) and the line's offsets look on from it. */
 static int walk64(const job *J, const line *ln, int nln)
 {
-    if (!J->ik || !J->ok || J->K < 2 || nln < 1 || nln > WALK_LINES)
+    if (!J->ik || !J->ok || J->K < 2 || J->K > 15 || nln < 1 || nln > WALK_LINES)
         return -1;
     const uint64_t *ik = J->ik, *ok = J->ok;
-    const size_t nin = J->nin;
-    uint64_t d[WALK_LINES], zstep = (uint64_t)(J->delta[1] - J->delta[0]);
-    size_t cur[WALK_LINES];
-    int nl[WALK_LINES];
-    vec *v[WALK_LINES];
-    for (int y = 0; y < nln; y++) {
-        d[y] = (uint64_t)J->delta[ln[y].k];
-        nl[y] = ln[y].nl;
-        v[y] = &J->v[ln[y].k];
-        cur[y] = 0;
-    }
-    for (size_t o = 0; o < J->nout; o++) {
-        uint64_t q = ok[o];
+    const size_t nin = J->nin, nout = J->nout;
+    uint64_t zstep = (uint64_t)(J->delta[1] - J->delta[0]);
+    size_t cur[WALK_LINES] = {0};
+    for (size_t o0 = 0; o0 < nout; o0 += WALK_BLOCK) {
+        size_t o1 = nout - o0 < WALK_BLOCK ? nout : o0 + WALK_BLOCK;
         for (int y = 0; y < nln; y++) {
-            uint64_t t = q + d[y];
-            size_t j = cur[y];
-            if (j < nin && ik[j] < t) { /* a few steps, then gallop */
-                int s = 0;
-                while (++j < nin && ik[j] < t && ++s < 8) {
-                }
-                if (j < nin && ik[j] < t)
-                    j = gallop64(ik, nin, j + 1, t);
-            }
-            cur[y] = j;
-            uint64_t want = t;
-            for (int l = 0; l < nl[y] && j < nin; l++, want += zstep) {
-                while (j < nin && ik[j] < want)
-                    j++;
-                if (j < nin && ik[j] == want && vec_push(&v[y][l], (int32_t)j, (int32_t)o) < 0)
+            vec *w = &J->v[ln[y].k];
+            int nl = ln[y].nl;
+            uint64_t d = (uint64_t)J->delta[ln[y].k];
+            for (int l = 0; l < nl; l++)
+                if (vec_room(&w[l], o1 - o0) < 0)
                     return -1;
-            }
+            if (zstep != 1)
+                cur[y] = line_step(ik, nin, ok, o0, o1, d, zstep, cur[y], w, nl);
+            else if (nl == 3)
+                cur[y] = line_unit3(ik, nin, ok, o0, o1, d, cur[y], w);
+            else if (nl == 1)
+                cur[y] = line_unit(ik, nin, ok, o0, o1, d, cur[y], w, 1);
+            else
+                cur[y] = line_unit(ik, nin, ok, o0, o1, d, cur[y], w, nl);
         }
     }
+    for (int y = 0; y < nln; y++) /* empty offsets have no arrays, as in the other builders */
+        for (int l = 0; l < ln[y].nl; l++) {
+            vec *v = &J->v[ln[y].k + l];
+            if (v->n == 0) {
+                free(v->in);
+                free(v->out);
+                *v = (vec){0};
+            }
+        }
     return 0;
 }
 
@@ -370,11 +500,13 @@ static mn_status make_keys(job *J, const mn_coords *in, const mn_coords *out, co
     size_t a = in->n ? in->n : 1, b = out->n ? out->n : 1;
     bool sorted;
     if (!L->wide) {
-        uint64_t *ik = malloc(a * sizeof *ik);
+        uint64_t *ik = malloc((a + KEY_PAD) * sizeof *ik);
         J->ik = J->ok = ik;
         if (!ik)
             return mn_fail(MN_ENOMEM, "out of memory");
         mn_keys64(in, L, ik, threads);
+        for (size_t i = in->n; i < in->n + KEY_PAD; i++)
+            ik[i] = UINT64_MAX;
         if (!same) {
             uint64_t *ok = malloc(b * sizeof *ok);
             J->ok = ok;

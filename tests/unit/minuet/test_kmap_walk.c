@@ -1,0 +1,156 @@
+/* test_kmap_walk.c: the sort-based builder's branch-free walks (blocks of outputs, cursors
+ * that seek four inputs at a time and gallop past longer runs, pairs written and kept by
+ * the comparison, the unit-step lines of K = 3 written out) give exactly the hash-based
+ * maps: the same per-offset counts and the same input and output arrays, with and without
+ * the symmetric shortcut, for K = 2 to 7, tensor strides and dilations 1 and 2, distinct
+ * input and output sets, 1 to 3 threads, clouds from nearly empty to full (long runs of
+ * inputs in z), more outputs than one block, and keys that fill all 64 bits. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../../minuet/src/internal.h"
+#include "../../../minuet/src/keys.h"
+#include "minuet.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)rng;
+}
+
+/* n distinct coordinates lo + grid * [0, span)^3 (span^3 cells, batches 0..nb-1), sorted. */
+static mn_coords cloud(size_t n, int span, int64_t lo, int grid, int nb)
+{
+    size_t side = (size_t)span, cells = (size_t)nb * side * side * side;
+    cr_assert_leq(n, cells);
+    bool *used = calloc(cells, 1);
+    mn_coords c = {malloc(n * 16), 0};
+    while (c.n < n) {
+        size_t r = rnd() % cells;
+        if (used[r])
+            continue;
+        used[r] = true;
+        int32_t *row = c.c + 4 * c.n++;
+        row[0] = (int32_t)(r / (side * side * side));
+        row[1] = (int32_t)(lo + (int64_t)(r / (side * side) % side) * grid);
+        row[2] = (int32_t)(lo + (int64_t)(r / side % side) * grid);
+        row[3] = (int32_t)(lo + (int64_t)(r % side) * grid);
+    }
+    free(used);
+    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
+    return c;
+}
+
+/* The sort-based map against the hash-based one, offset by offset. */
+static void same_as_hash(const mn_coords *in, const mn_coords *out, int K, int t_in, int dil,
+                         int threads, const char *what)
+{
+    mn_kmap ms, mh;
+    cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, MN_SORT, threads, &ms), MN_OK, "%s",
+                 mn_last_error());
+    cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, MN_HASH, 1, &mh), MN_OK, "%s",
+                 mn_last_error());
+    cr_assert_eq(ms.nk, mh.nk);
+    cr_assert_eq(ms.total, mh.total, "%s K=%d t=%d d=%d %d threads: %zu pairs, hash %zu", what, K,
+                 t_in, dil, threads, ms.total, mh.total);
+    for (int k = 0; k < ms.nk; k++) {
+        cr_assert_eq(ms.count[k], mh.count[k], "%s K=%d t=%d d=%d %d threads: offset %d", what, K,
+                     t_in, dil, threads, k);
+        if (ms.count[k] == 0) {
+            cr_assert(!ms.in[k] && !ms.out[k], "%s offset %d: arrays for no pairs", what, k);
+            continue;
+        }
+        cr_assert_eq(memcmp(ms.in[k], mh.in[k], ms.count[k] * 4), 0,
+                     "%s K=%d t=%d d=%d %d threads: offset %d inputs differ", what, K, t_in, dil,
+                     threads, k);
+        cr_assert_eq(memcmp(ms.out[k], mh.out[k], ms.count[k] * 4), 0,
+                     "%s K=%d t=%d d=%d %d threads: offset %d outputs differ", what, K, t_in, dil,
+                     threads, k);
+    }
+    mn_kmap_free(&ms);
+    mn_kmap_free(&mh);
+}
+
+static void all_kernels(const mn_coords *in, const mn_coords *out, const char *what)
+{
+    for (int K = 2; K <= 7; K++)
+        for (int t = 1; t <= 2; t++)
+            for (int d = 1; d <= 2; d++)
+                for (int th = 1; th <= 3; th += 2) /* also strides off the lattice's */
+                    same_as_hash(in, out, K, t, d, th, what);
+}
+
+Test(kmap_walk, densities_and_strides)
+{
+    int span = 16;
+    size_t cells = (size_t)span * span * span;
+    size_t sizes[] = {3, cells / 50, cells / 8, cells / 2, cells * 9 / 10, cells};
+    for (int grid = 1; grid <= 2; grid++)
+        for (int s = 0; s < 6; s++) {
+            mn_coords c = cloud(sizes[s], span, -37, grid, 1);
+            bool was = mn_kmap_symmetric(true);
+            all_kernels(&c, &c, "submanifold");
+            mn_kmap_symmetric(false);
+            all_kernels(&c, &c, "submanifold, full search");
+            mn_kmap_symmetric(was);
+            free(c.c);
+        }
+}
+
+Test(kmap_walk, distinct_inputs_and_outputs_and_batches)
+{
+    mn_coords in = cloud(3000, 20, 5, 1, 2), out = cloud(1500, 20, 5, 1, 2);
+    all_kernels(&in, &out, "in != out");
+    all_kernels(&out, &in, "out != in");
+    free(in.c);
+    free(out.c);
+}
+
+/* Several blocks of outputs, and the cursors' long seeks (full columns). */
+Test(kmap_walk, many_blocks_threads)
+{
+    mn_coords c = cloud(60000, 48, 1000, 1, 1);
+    for (int K = 3; K <= 5; K += 2)
+        for (int th = 1; th <= 3; th++)
+            same_as_hash(&c, &c, K, 1, 1, th, "many blocks");
+    free(c.c);
+}
+
+/* A layout of exactly 64 bits (batches 0 and 1, x, y and z spans of 2^21 - the margin), with
+ * rows at its corners: the walk's sentinel is above every real key but one it may equal.
+ * (Batch 1 keeps every field's shift below 64.) */
+Test(kmap_walk, keys_of_64_bits)
+{
+    int32_t x1 = (1 << 21) - 3;
+    int32_t rows[][4] = {{0, 1, 1, 1},
+                         {0, 1, 1, 2},
+                         {0, 1, 2, 1},
+                         {0, 2, 2, 2},
+                         {1, 1, 1, 1},
+                         {1, 1, 1, 2},
+                         {1, 2, 1, 1},
+                         {0, x1, x1, x1},
+                         {1, x1, x1, x1 - 2},
+                         {1, x1, x1, x1 - 1},
+                         {1, x1, x1, x1},
+                         {1, x1 - 1, x1, x1},
+                         {1, x1, x1 - 1, x1 - 1},
+                         {1, x1 - 1, x1 - 1, x1}};
+    size_t n = sizeof rows / sizeof rows[0];
+    mn_coords c = {malloc(n * 16), n};
+    memcpy(c.c, rows, n * 16);
+    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
+    mn_layout_t L;
+    cr_assert_eq(mn_layout(&c, NULL, 1, &L), MN_OK, "%s", mn_last_error());
+    cr_assert(!L.wide && L.bits[0] + L.bits[1] + L.bits[2] + L.bits[3] == 64, "%d %d %d %d",
+              L.bits[0], L.bits[1], L.bits[2], L.bits[3]);
+    for (int th = 1; th <= 2; th++) {
+        same_as_hash(&c, &c, 3, 1, 1, th, "64-bit keys");
+        same_as_hash(&c, &c, 2, 1, 1, th, "64-bit keys");
+    }
+    free(c.c);
+}
