@@ -157,7 +157,8 @@ static void keys64_part(void *ctx, size_t lo, size_t hi, int part)
         const int32_t *r = J->c + 4 * i;
         uint64_t v = 0;
         for (int f = 0; f < 4; f++)
-            v |= (uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
+            if (L->bits[f]) /* a 0-bit field may sit at shift 64: nothing to add, no shift */
+                v |= (uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
         J->k[i] = v;
     }
 }
@@ -171,7 +172,8 @@ static void keys128_part(void *ctx, size_t lo, size_t hi, int part)
         const int32_t *r = J->c + 4 * i;
         mn_u128 v = 0;
         for (int f = 0; f < 4; f++)
-            v |= (mn_u128)(uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
+            if (L->bits[f]) /* as above, at shift 128 */
+                v |= (mn_u128)(uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
         J->k2[i] = v;
     }
 }
@@ -398,7 +400,7 @@ static void *pk_pack(void *arg)
     int shift[4];
     for (int f = 0; f < 4; f++) {
         base[f] = p->L->base[f];
-        shift[f] = p->L->shift[f];
+        shift[f] = p->L->bits[f] ? p->L->shift[f] : 0; /* a 0-bit field adds 0 anywhere */
     }
     const uint64_t mask = ((uint64_t)1 << p->d) - 1;
     const int ib = p->ib, d = p->d, nd = p->nd;

@@ -154,3 +154,24 @@ Test(kmap_walk, keys_of_64_bits)
     }
     free(c.c);
 }
+
+/* Exactly 64 bits of x, y and z with a single batch: the batch field has 0 bits and sits at
+ * bit 64, where a shift would be undefined (UBSan in the asan suite catches one). */
+Test(kmap_walk, keys_of_64_bits_one_batch)
+{
+    int32_t x1 = (1 << 22) - 3, y1 = (1 << 21) - 3;
+    int32_t rows[][4] = {{0, 1, 1, 1},        {0, 1, 1, 2},           {0, 1, 2, 1},
+                         {0, 2, 2, 2},        {0, x1, y1, y1},        {0, x1, y1, y1 - 1},
+                         {0, x1 - 1, y1, y1}, {0, x1, y1 - 1, y1 - 1}};
+    size_t n = sizeof rows / sizeof rows[0];
+    mn_coords c = {malloc(n * 16), n};
+    memcpy(c.c, rows, n * 16);
+    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
+    mn_layout_t L;
+    cr_assert_eq(mn_layout(&c, NULL, 1, &L), MN_OK, "%s", mn_last_error());
+    cr_assert(!L.wide && L.bits[0] == 0 && L.bits[1] + L.bits[2] + L.bits[3] == 64, "%d %d %d %d",
+              L.bits[0], L.bits[1], L.bits[2], L.bits[3]);
+    for (int th = 1; th <= 2; th++)
+        same_as_hash(&c, &c, 3, 1, 1, th, "64-bit keys, one batch");
+    free(c.c);
+}
