@@ -26,7 +26,6 @@
  */
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +74,7 @@ static int make_groups(const mn_kmap *m, double thr, int *order, group *g)
 
 /* ---- parallel regions -------------------------------------------------------------------- */
 
-#define MAX_THREADS 64
+#define MAX_THREADS MN_RUN_MAX
 
 typedef void (*region_fn)(void *arg, int t, int nt);
 
@@ -92,25 +91,14 @@ static void *region_main(void *p)
     return NULL;
 }
 
-/* fn(arg, t, nt) for t in [0, nt), the caller taking t = 0; a part whose thread cannot be
- * created runs in the caller afterwards (parts are independent by construction). */
+/* fn(arg, t, nt) for t in [0, nt), the caller taking t = 0 (mn_parts_run). */
 static void region(int nt, region_fn fn, void *arg)
 {
     nt = nt < 1 ? 1 : nt > MAX_THREADS ? MAX_THREADS : nt;
-    pthread_t th[MAX_THREADS];
     region_arg ra[MAX_THREADS];
-    bool started[MAX_THREADS] = {false};
-    for (int i = 1; i < nt; i++) {
+    for (int i = 0; i < nt; i++)
         ra[i] = (region_arg){fn, arg, i, nt};
-        started[i] = pthread_create(&th[i], NULL, region_main, &ra[i]) == 0;
-    }
-    fn(arg, 0, nt);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(th[i], NULL);
-        else
-            fn(arg, i, nt);
-    }
+    mn_parts_run(ra, sizeof ra[0], nt, region_main);
 }
 
 /* ---- the chunk passes -------------------------------------------------------------------- */

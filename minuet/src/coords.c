@@ -42,20 +42,9 @@ void mn_par_for(size_t n, int threads, void (*fn)(void *ctx, size_t lo, size_t h
 {
     int nt = mn_par_parts(n, threads);
     par_part P[MN_PAR_THREADS];
-    pthread_t t[MN_PAR_THREADS];
-    bool started[MN_PAR_THREADS] = {false};
-    P[0] = (par_part){fn, ctx, 0, n / (size_t)nt, 0};
-    for (int i = 1; i < nt; i++) {
+    for (int i = 0; i < nt; i++)
         P[i] = (par_part){fn, ctx, n * (size_t)i / (size_t)nt, n * (size_t)(i + 1) / (size_t)nt, i};
-        started[i] = pthread_create(&t[i], NULL, par_main, &P[i]) == 0;
-    }
-    par_main(&P[0]);
-    for (int i = 1; i < nt; i++) {
-        if (started[i])
-            pthread_join(t[i], NULL);
-        else
-            par_main(&P[i]); /* no thread: do its part here */
-    }
+    mn_parts_run(P, sizeof P[0], nt, par_main);
 }
 
 /* ---- layout ------------------------------------------------------------------------------ */
@@ -259,12 +248,12 @@ static void *radix_move(void *arg)
     return NULL;
 }
 
-/* Run fn on every part (nt of them, `size` bytes apart from P), part 0 on this thread. */
-static void parts_run(void *P, size_t size, int nt, void *(*fn)(void *))
+void mn_parts_run(void *P, size_t size, int nt, void *(*fn)(void *))
 {
-    pthread_t t[MN_PAR_THREADS];
-    bool started[MN_PAR_THREADS] = {false};
+    pthread_t t[MN_RUN_MAX];
+    bool started[MN_RUN_MAX] = {false};
     char *p = P;
+    nt = nt < 1 ? 1 : nt > MN_RUN_MAX ? MN_RUN_MAX : nt;
     for (int i = 1; i < nt; i++)
         started[i] = pthread_create(&t[i], NULL, fn, p + (size_t)i * size) == 0;
     fn(p);
@@ -278,7 +267,7 @@ static void parts_run(void *P, size_t size, int nt, void *(*fn)(void *))
 
 static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
 {
-    parts_run(P, sizeof *P, nt, fn);
+    mn_parts_run(P, sizeof *P, nt, fn);
 }
 
 static void identity_part(void *ctx, size_t lo, size_t hi, int part)
@@ -489,7 +478,7 @@ static void *radix_packed(const mn_coords *co, const mn_layout_t *L, int kb, int
         P[t].d = d;
         P[t].nd = nd;
     }
-    parts_run(P, sizeof *P, nt, pk_pack);
+    mn_parts_run(P, sizeof *P, nt, pk_pack);
     const uint64_t mask = ((uint64_t)1 << d) - 1;
     int digits[PK_DIGITS], np = 0;
     for (int g = 0; g < nd; g++) {
@@ -521,7 +510,7 @@ static void *radix_packed(const mn_coords *co, const mn_layout_t *L, int kb, int
         /* The slices hold other words after a pass: count them again (the first pass, or
          * one thread: the first read's histogram is still the slice's). */
         if (nt > 1 && a > 0)
-            parts_run(P, sizeof *P, nt, pk_count);
+            mn_parts_run(P, sizeof *P, nt, pk_count);
         else if (g != 0)
             for (int t = 0; t < nt; t++)
                 memcpy(P[t].cnt, P[t].cnt + ((size_t)g << d), hs * sizeof *P[t].cnt);
@@ -531,7 +520,7 @@ static void *radix_packed(const mn_coords *co, const mn_layout_t *L, int kb, int
                 P[t].at[v] = sum;
                 sum += P[t].cnt[v];
             }
-        parts_run(P, sizeof *P, nt, pk_move);
+        mn_parts_run(P, sizeof *P, nt, pk_move);
         uint64_t *tw = ws;
         ws = wd;
         wd = tw;

@@ -41,7 +41,11 @@ int mn_threads(int want);
  * part) for mn_par_parts(n, threads) contiguous ranges [lo, hi) of about equal size, part 0
  * on the calling thread, and returns when all are done. */
 #define MN_PAR_THREADS 8
-#define MN_PAR_BELOW   65536
+/* fn(part) on nt parts laid out `size` bytes apart from P (nt <= MN_RUN_MAX), part 0 on the
+ * calling thread; a part whose thread cannot be created runs on the caller afterwards. */
+#define MN_RUN_MAX 64
+void mn_parts_run(void *P, size_t size, int nt, void *(*fn)(void *));
+#define MN_PAR_BELOW 65536
 int mn_par_parts(size_t n, int threads);
 void mn_par_for(size_t n, int threads, void (*fn)(void *ctx, size_t lo, size_t hi, int part),
                 void *ctx);

@@ -20,7 +20,6 @@
  * Threads take runs of lines (sort-based) or offsets in turn (hash-based); each offset's
  * pairs come out ordered by output row, so the map is the same whatever the thread count.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -575,7 +574,7 @@ static mn_status run_workers(job *J, int threads)
     int units = walks ? (J->sym ? (J->nk / 2 + J->K - 1) / J->K : J->K * J->K) : J->units;
     int nt = mn_threads(threads);
     nt = nt < units ? nt : units;
-    nt = nt < 64 ? nt : 64;
+    nt = nt < MN_RUN_MAX ? nt : MN_RUN_MAX;
     nt = nt > 0 ? nt : 1; /* a symmetric K = 1 map: no search, only the identity */
     J->threads = nt;
     if (walks) {
@@ -583,16 +582,12 @@ static mn_status run_workers(job *J, int threads)
         if (st != MN_OK)
             return st;
     }
-    pthread_t t[64];
-    worker w[64] = {{0}};
-    for (int i = 0; i < nt; i++) {
+    worker w[MN_RUN_MAX] = {{0}};
+    for (int i = 0; i < nt; i++)
         w[i] = (worker){J, i};
-        if (i > 0)
-            pthread_create(&t[i], NULL, work, &w[i]);
-    }
-    work(&w[0]);
-    for (int i = 1; i < nt; i++)
-        pthread_join(t[i], NULL);
+    /* A part whose thread cannot start runs here (it used to be joined unstarted, its
+     * offsets left unsearched). */
+    mn_parts_run(w, sizeof w[0], nt, work);
     return J->failed ? mn_fail(MN_ENOMEM, "out of memory for the kernel map") : MN_OK;
 }
 
