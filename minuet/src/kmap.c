@@ -142,9 +142,14 @@ typedef struct job {
      * the centre is the identity and each offset above it the mirror of one below. */
     bool sym;
     int units;   /* offsets searched one at a time (hash, 128-bit keys, K = 1) */
-    line *lines; /* or the sort-based walks' lines, nlines of them, */
+    line *lines; /* or the sort-based walks' lines, nlines of them; in a dense map */
     int nlines;  /* split into contiguous runs: thread t takes */
     int *first;  /* lines [first[t], first[t + 1]) */
+    /* A sparse map (the walks' sample found few pairs; unit z step): every thread walks
+     * every line over its own range of outputs, into parts (nk vecs a thread), then each
+     * offset's parts are joined in output order into v. */
+    bool sparse;
+    vec *parts;
     table tab;
     vec *v;
     int failed;
@@ -196,9 +201,13 @@ static int merge64(const job *J, int k)
     return 0;
 }
 
-/* Lines served by one walk over the outputs: at most a few (at 10^6 voxels, one thread,
- * walks of 1 to 3 lines took the same time and walks of 9 lines 20 % more). */
-#define WALK_LINES 3
+/* Lines served by one walk over the outputs: at most a few. In dense maps, DENSE_LINES (at
+ * 10^6 voxels, one thread, walks of 1 to 3 lines took the same time and walks of 9 lines
+ * 20 % more; at 1.5 * 10^6 voxels walks of 5 lines took 18 % more than walks of 3); in
+ * sparse maps WALK_LINES, every line of a symmetric K = 3 map (whose cursors then advance
+ * together: at 94 602 voxels the map took 0.0019 s with walks of 3 lines, 0.0017 s with 5). */
+#define WALK_LINES  5
+#define DENSE_LINES 3
 
 /* Keys past the last input: a sentinel above every query (the input keys are allocated
  * KEY_PAD entries longer and filled with it, so the walks read ahead of the cursor without
@@ -235,6 +244,10 @@ static int vec_room(vec *v, size_t more)
 /* Outputs per block of a walk: each line of the walk takes the block in turn, with its
  * cursor and its arrays' ends in registers, and the block's keys stay in the L1 cache. */
 #define WALK_BLOCK 512
+
+/* Sparse lines: fewer pairs than one per SPARSE_DIV outputs (in a map's sample, and per
+ * line in a block of a sparse map's walk). */
+#define SPARSE_DIV 8
 
 /* One line over outputs [o0, o1), unit step (the keys of a line's offsets are consecutive
  * integers): the input wanted by the l-th offset, if present, is at j + (how many of
@@ -305,6 +318,37 @@ static size_t line_unit3(const uint64_t *ik, size_t nin, const uint64_t *ok, siz
     return j;
 }
 
+/* Sparse blocks, where most outputs have no input on a line: the walk's lines (up to
+ * WALK_LINES, unit step) advance together, output by output, so that their cursors' seeks,
+ * each a chain of loads and comparisons through its cursor, overlap. Per line and output:
+ * the seek, then one comparison (is the first input at or above the wanted key within the
+ * line's nl keys?), rarely true and so well predicted; the inputs of a hit are the
+ * consecutive ones from the cursor. NLN: the lines (a constant when inlined). */
+static inline void lines_sparse(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0,
+                                size_t o1, const uint64_t *d, const int *nl, size_t *cur,
+                                vec *const *w, int NLN)
+{
+    size_t j[WALK_LINES];
+    for (int y = 0; y < NLN; y++)
+        j[y] = cur[y];
+    for (size_t o = o0; o < o1; o++) {
+        uint64_t key = ok[o];
+        for (int y = 0; y < NLN; y++) {
+            uint64_t t = key + d[y];
+            j[y] = seek64(ik, nin, j[y], t);
+            if (ik[j[y]] - t >= (uint64_t)nl[y]) /* ik[j] >= t: no input in [t, t + nl) */
+                continue;
+            for (size_t p = j[y]; p < nin && ik[p] - t < (uint64_t)nl[y]; p++) {
+                vec *v = &w[y][ik[p] - t];
+                v->in[v->n] = (int32_t)p;
+                v->out[v->n++] = (int32_t)o;
+            }
+        }
+    }
+    for (int y = 0; y < NLN; y++)
+        cur[y] = j[y];
+}
+
 /* The same for any step: each offset seeks on from the previous one's input. */
 static size_t line_step(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0, size_t o1,
                         uint64_t d, uint64_t zstep, size_t j, vec *w, int nl)
@@ -326,46 +370,96 @@ static size_t line_step(const uint64_t *ik, size_t nin, const uint64_t *ok, size
     return cur;
 }
 
-/* One walk over the outputs for up to WALK_LINES lines. The offsets of a line (same dx and
- * dy, dz = z0, z0 + step, ...) have query keys that differ only in the lowest field, so one
- * output's matches on a line are consecutive inputs: a cursor per line finds the first
- * candidate (seek64) and the line's offsets look on from it. */
-static int walk64(const job *J, const line *ln, int nln)
+/* One walk over outputs [ob, oe) for up to WALK_LINES lines, into v (one vec per offset).
+ * The offsets of a line (same dx and dy, dz = z0, z0 + step, ...) have query keys that
+ * differ only in the lowest field, so one output's matches on a line are consecutive
+ * inputs: a cursor per line finds the first candidate (seek64) and the line's offsets look
+ * on from it. Dense maps (J->sparse false) take the branch-free forms, one line at a time
+ * over each block; in sparse ones, the lines whose last block found fewer pairs than one
+ * per SPARSE_DIV outputs advance together (lines_sparse), the others as in dense maps. */
+static int walk64(const job *J, const line *ln, int nln, vec *v, size_t ob, size_t oe)
 {
     if (!J->ik || !J->ok || J->K < 2 || J->K > 15 || nln < 1 || nln > WALK_LINES)
         return -1;
     const uint64_t *ik = J->ik, *ok = J->ok;
-    const size_t nin = J->nin, nout = J->nout;
+    const size_t nin = J->nin;
     uint64_t zstep = (uint64_t)(J->delta[1] - J->delta[0]);
-    size_t cur[WALK_LINES] = {0};
-    for (size_t o0 = 0; o0 < nout; o0 += WALK_BLOCK) {
-        size_t o1 = nout - o0 < WALK_BLOCK ? nout : o0 + WALK_BLOCK;
-        for (int y = 0; y < nln; y++) {
-            vec *w = &J->v[ln[y].k];
-            int nl = ln[y].nl;
-            uint64_t d = (uint64_t)J->delta[ln[y].k];
-            for (int l = 0; l < nl; l++)
-                if (vec_room(&w[l], o1 - o0) < 0)
-                    return -1;
-            if (zstep != 1)
-                cur[y] = line_step(ik, nin, ok, o0, o1, d, zstep, cur[y], w, nl);
-            else if (nl == 3)
-                cur[y] = line_unit3(ik, nin, ok, o0, o1, d, cur[y], w);
-            else if (nl == 1)
-                cur[y] = line_unit(ik, nin, ok, o0, o1, d, cur[y], w, 1);
-            else
-                cur[y] = line_unit(ik, nin, ok, o0, o1, d, cur[y], w, nl);
-        }
+    size_t cur[WALK_LINES];
+    bool sparse[WALK_LINES];
+    uint64_t d[WALK_LINES];
+    int nls[WALK_LINES];
+    vec *ws[WALK_LINES];
+    size_t before[WALK_LINES];
+    for (int y = 0; y < nln; y++) {
+        d[y] = (uint64_t)J->delta[ln[y].k];
+        nls[y] = ln[y].nl;
+        ws[y] = &v[ln[y].k];
+        cur[y] = ob < oe ? gallop64(ik, nin, 0, ok[ob] + d[y]) : 0;
+        sparse[y] = J->sparse;
     }
-    for (int y = 0; y < nln; y++) /* empty offsets have no arrays, as in the other builders */
-        for (int l = 0; l < ln[y].nl; l++) {
-            vec *v = &J->v[ln[y].k + l];
-            if (v->n == 0) {
-                free(v->in);
-                free(v->out);
-                *v = (vec){0};
+    for (size_t o0 = ob; o0 < oe; o0 += WALK_BLOCK) {
+        size_t o1 = oe - o0 < WALK_BLOCK ? oe : o0 + WALK_BLOCK;
+        int ns = 0, sy[WALK_LINES], snl[WALK_LINES];
+        uint64_t sd[WALK_LINES];
+        size_t scur[WALK_LINES];
+        vec *sw[WALK_LINES];
+        for (int y = 0; y < nln; y++) {
+            before[y] = 0;
+            for (int l = 0; l < nls[y]; l++) {
+                if (vec_room(&ws[y][l], o1 - o0) < 0)
+                    return -1;
+                before[y] += ws[y][l].n;
+            }
+            if (sparse[y]) {
+                sy[ns] = y;
+                sd[ns] = d[y];
+                snl[ns] = nls[y];
+                scur[ns] = cur[y];
+                sw[ns++] = ws[y];
             }
         }
+        switch (ns) { /* the sparse lines together */
+        case 0:
+            break;
+        case 1:
+            lines_sparse(ik, nin, ok, o0, o1, sd, snl, scur, sw, 1);
+            break;
+        case 2:
+            lines_sparse(ik, nin, ok, o0, o1, sd, snl, scur, sw, 2);
+            break;
+        case 3:
+            lines_sparse(ik, nin, ok, o0, o1, sd, snl, scur, sw, 3);
+            break;
+        case 4:
+            lines_sparse(ik, nin, ok, o0, o1, sd, snl, scur, sw, 4);
+            break;
+        default:
+            lines_sparse(ik, nin, ok, o0, o1, sd, snl, scur, sw, WALK_LINES);
+            break;
+        }
+        for (int i = 0; i < ns; i++)
+            cur[sy[i]] = scur[i];
+        for (int y = 0; y < nln; y++) { /* the others one by one */
+            vec *w = ws[y];
+            int nl = nls[y];
+            if (sparse[y])
+                continue;
+            if (zstep != 1)
+                cur[y] = line_step(ik, nin, ok, o0, o1, d[y], zstep, cur[y], w, nl);
+            else if (nl == 3)
+                cur[y] = line_unit3(ik, nin, ok, o0, o1, d[y], cur[y], w);
+            else if (nl == 1)
+                cur[y] = line_unit(ik, nin, ok, o0, o1, d[y], cur[y], w, 1);
+            else
+                cur[y] = line_unit(ik, nin, ok, o0, o1, d[y], cur[y], w, nl);
+        }
+        for (int y = 0; y < nln && J->sparse; y++) {
+            size_t after = 0;
+            for (int l = 0; l < nls[y]; l++)
+                after += ws[y][l].n;
+            sparse[y] = (after - before[y]) * SPARSE_DIV < o1 - o0;
+        }
+    }
     return 0;
 }
 
@@ -438,6 +532,16 @@ typedef struct worker {
     int id;
 } worker;
 
+static void worker_failed(job *J) { __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED); }
+
+/* The centre of a symmetric map, by the last thread, once the searches are done. */
+static void worker_identity(const worker *w)
+{
+    if (w->J->sym && w->id == w->J->threads - 1 && identity(w->J) < 0)
+        worker_failed(w->J);
+}
+
+/* Dense maps: this thread's run of lines over all outputs, then their mirrors. */
 static void *work(void *arg)
 {
     worker *w = arg;
@@ -445,9 +549,9 @@ static void *work(void *arg)
     int rc = 0;
     if (J->lines) { /* sort-based walks over this thread's run of lines */
         int a = J->first[w->id], b = J->first[w->id + 1];
-        for (int l0 = a; l0 < b && rc == 0; l0 += WALK_LINES) {
-            int n = b - l0 < WALK_LINES ? b - l0 : WALK_LINES;
-            rc = walk64(J, J->lines + l0, n);
+        for (int l0 = a; l0 < b && rc == 0; l0 += DENSE_LINES) {
+            int n = b - l0 < DENSE_LINES ? b - l0 : DENSE_LINES;
+            rc = walk64(J, J->lines + l0, n, J->v, 0, J->nout);
             for (int y = 0; y < n && J->sym && rc == 0; y++)
                 for (int l = 0; l < J->lines[l0 + y].nl && rc == 0; l++)
                     rc = mirror(J, J->lines[l0 + y].k + l);
@@ -459,10 +563,62 @@ static void *work(void *arg)
                 rc = mirror(J, k);
         }
     }
-    if (rc == 0 && J->sym && w->id == J->threads - 1)
-        rc = identity(J);
     if (rc < 0)
-        __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
+        worker_failed(J);
+    else
+        worker_identity(w);
+    return NULL;
+}
+
+/* Sparse maps, first step: every line over this thread's range of outputs. */
+static void *work_rows(void *arg)
+{
+    worker *w = arg;
+    job *J = w->J;
+    size_t ob = J->nout * (size_t)w->id / (size_t)J->threads;
+    size_t oe = J->nout * (size_t)(w->id + 1) / (size_t)J->threads;
+    vec *v = J->parts + (size_t)w->id * (size_t)J->nk;
+    for (int l0 = 0; l0 < J->nlines; l0 += WALK_LINES) {
+        int n = J->nlines - l0 < WALK_LINES ? J->nlines - l0 : WALK_LINES;
+        if (walk64(J, J->lines + l0, n, v, ob, oe) < 0) {
+            worker_failed(J);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Sparse maps, second step: the searched offsets k = id, id + threads, ...: their parts
+ * joined in thread (= output) order, then mirrored. */
+static void *work_join(void *arg)
+{
+    worker *w = arg;
+    job *J = w->J;
+    int rc = 0;
+    for (int k = w->id; k < J->units && rc == 0; k += J->threads) {
+        vec *v = &J->v[k];
+        *v = J->parts[k]; /* part 0's arrays, grown to hold the rest */
+        J->parts[k] = (vec){0};
+        size_t total = v->n;
+        for (int t = 1; t < J->threads; t++)
+            total += J->parts[(size_t)t * (size_t)J->nk + (size_t)k].n;
+        if (total > v->n && (rc = vec_room(v, total - v->n)) < 0)
+            break;
+        for (int t = 1; t < J->threads; t++) {
+            vec *p = &J->parts[(size_t)t * (size_t)J->nk + (size_t)k];
+            if (p->n) {
+                memcpy(v->in + v->n, p->in, p->n * sizeof *p->in);
+                memcpy(v->out + v->n, p->out, p->n * sizeof *p->out);
+                v->n += p->n;
+            }
+        }
+        if (J->sym)
+            rc = mirror(J, k);
+    }
+    if (rc < 0)
+        worker_failed(J);
+    else
+        worker_identity(w);
     return NULL;
 }
 
@@ -565,29 +721,64 @@ static mn_status plan_lines(job *J, int nt)
     return MN_OK;
 }
 
-/* Run the workers: runs of lines (sort-based, 64-bit keys, K > 1) or single offsets, over
- * the threads. */
+/* Whether the walks' lines are sparse: on SAMPLE outputs spread evenly, fewer pairs than
+ * one per SPARSE_DIV outputs and lines. */
+#define SAMPLE 128
+static bool sample_sparse(const job *J)
+{
+    size_t S = J->nout < SAMPLE ? J->nout : SAMPLE, found = 0;
+    for (size_t s = 0; s < S; s++) {
+        uint64_t key = J->ok[J->nout * s / S];
+        for (int y = 0; y < J->nlines; y++) {
+            uint64_t t = key + (uint64_t)J->delta[J->lines[y].k];
+            for (size_t p = gallop64(J->ik, J->nin, 0, t);
+                 p < J->nin && J->ik[p] - t < (uint64_t)J->lines[y].nl; p++)
+                found++;
+        }
+    }
+    return found * SPARSE_DIV < S * (size_t)J->nlines;
+}
+
+/* Run the workers: sort-based walks (64-bit keys, K > 1) over runs of lines (dense maps) or
+ * ranges of outputs (sparse ones), or single offsets over the threads. */
 static mn_status run_workers(job *J, int threads)
 {
     bool walks = !J->ik2 && J->method == MN_SORT && J->K > 1;
     J->units = J->sym ? J->nk / 2 : J->nk;
     int units = walks ? (J->sym ? (J->nk / 2 + J->K - 1) / J->K : J->K * J->K) : J->units;
     int nt = mn_threads(threads);
-    nt = nt < units ? nt : units;
     nt = nt < MN_RUN_MAX ? nt : MN_RUN_MAX;
-    nt = nt > 0 ? nt : 1; /* a symmetric K = 1 map: no search, only the identity */
-    J->threads = nt;
+    worker w[MN_RUN_MAX] = {{0}};
     if (walks) {
-        mn_status st = plan_lines(J, nt);
+        J->threads = nt < units ? nt : units;
+        mn_status st = plan_lines(J, J->threads > 0 ? J->threads : 1);
         if (st != MN_OK)
             return st;
+        J->sparse = J->nk > 1 && J->nlines > 0 && (uint64_t)(J->delta[1] - J->delta[0]) == 1 &&
+                    sample_sparse(J);
     }
-    worker w[MN_RUN_MAX] = {{0}};
-    for (int i = 0; i < nt; i++)
-        w[i] = (worker){J, i};
-    /* A part whose thread cannot start runs here (it used to be joined unstarted, its
-     * offsets left unsearched). */
-    mn_parts_run(w, sizeof w[0], nt, work);
+    if (J->sparse) {
+        /* Ranges of at least MN_PAR_BELOW / 4 outputs. */
+        size_t most = J->nout / (MN_PAR_BELOW / 4) + 1;
+        J->threads = (size_t)nt < most ? nt : (int)most;
+        J->parts = calloc((size_t)J->threads * (size_t)J->nk, sizeof *J->parts);
+        if (!J->parts)
+            return mn_fail(MN_ENOMEM, "out of memory");
+        for (int i = 0; i < J->threads; i++)
+            w[i] = (worker){J, i};
+        mn_parts_run(w, sizeof w[0], J->threads, work_rows);
+        if (!J->failed)
+            mn_parts_run(w, sizeof w[0], J->threads, work_join);
+    } else {
+        nt = nt < units ? nt : units;
+        nt = nt > 0 ? nt : 1; /* a symmetric K = 1 map: no search, only the identity */
+        J->threads = nt;
+        for (int i = 0; i < nt; i++)
+            w[i] = (worker){J, i};
+        /* A part whose thread cannot start runs here (it used to be joined unstarted, its
+         * offsets left unsearched). */
+        mn_parts_run(w, sizeof w[0], nt, work);
+    }
     return J->failed ? mn_fail(MN_ENOMEM, "out of memory for the kernel map") : MN_OK;
 }
 
@@ -602,6 +793,11 @@ static mn_status collect(job *J, int K, mn_kmap *map)
     if (!map->count || !map->in || !map->out)
         return mn_fail(MN_ENOMEM, "out of memory");
     for (int k = 0; k < J->nk; k++) {
+        if (J->v[k].n == 0) { /* empty offsets have no arrays, whatever the builder */
+            free(J->v[k].in);
+            free(J->v[k].out);
+            J->v[k] = (vec){0};
+        }
         map->count[k] = J->v[k].n;
         map->in[k] = J->v[k].in;
         map->out[k] = J->v[k].out;
@@ -672,6 +868,11 @@ done:
         free(J.v[k].out);
     }
     free(J.v);
+    for (size_t i = 0; J.parts && i < (size_t)J.threads * (size_t)nk; i++) {
+        free(J.parts[i].in);
+        free(J.parts[i].out);
+    }
+    free(J.parts);
     free(J.tab.s);
     if (J.ok != J.ik)
         free(J.ok);

@@ -120,6 +120,48 @@ Test(kmap_walk, many_blocks_threads)
     free(c.c);
 }
 
+/* Sparse maps (few pairs per output and line): every thread walks every line over its own
+ * range of outputs (ranges of 16384 outputs at least, so 60000 outputs make up to 3), with
+ * the lines that turn dense in some blocks (a dense cube inside the sparse cloud, and full
+ * z columns) walked branch-free there. */
+Test(kmap_walk, sparse_ranges_threads)
+{
+    mn_coords sparse = cloud(60000, 160, -500, 1, 1);
+    mn_coords cube = cloud(12000, 24, 0, 1, 1); /* inside the sparse cloud's span */
+    mn_coords mixed = {malloc((sparse.n + cube.n + 16000) * 16), 0};
+    for (size_t i = 0; i < sparse.n; i++) { /* the sparse rows outside the cube */
+        const int32_t *r = sparse.c + 4 * i;
+        if (r[1] >= 0 && r[1] < 24 && r[2] >= 0 && r[2] < 24 && r[3] >= 0 && r[3] < 24)
+            continue;
+        memcpy(mixed.c + 4 * mixed.n++, r, 16);
+    }
+    memcpy(mixed.c + 4 * mixed.n, cube.c, cube.n * 16);
+    mixed.n += cube.n;
+    for (int col = 0; col < 400; col++) /* full z columns at x = 100 + col / 20 * 2 */
+        for (int z = 0; z < 40; z++) {
+            int32_t r[4] = {0, 100 + col / 20 * 2, 100 + col % 20 * 2, -300 + z};
+            memcpy(mixed.c + 4 * mixed.n++, r, 16);
+        }
+    cr_assert_eq(mn_sort(&mixed, NULL), MN_OK, "%s", mn_last_error());
+    for (size_t i = 1; i < mixed.n; i++) /* the columns may meet sparse rows */
+        cr_assert_neq(memcmp(mixed.c + 4 * (i - 1), mixed.c + 4 * i, 16), 0, "duplicate row");
+    mn_coords *clouds[] = {&sparse, &mixed};
+    for (int c = 0; c < 2; c++)
+        for (int K = 2; K <= 5; K++)
+            for (int th = 1; th <= 4; th++)
+                same_as_hash(clouds[c], clouds[c], K, 1, 1, th, c ? "mixed" : "sparse");
+    mn_coords down;
+    cr_assert_eq(mn_downsample(&sparse, 1, 2, &down), MN_OK, "%s", mn_last_error());
+    for (int th = 1; th <= 3; th++) {
+        same_as_hash(&sparse, &down, 3, 1, 1, th, "sparse, strided");
+        same_as_hash(&down, &sparse, 3, 1, 1, th, "sparse, transposed");
+    }
+    free(down.c);
+    free(mixed.c);
+    free(cube.c);
+    free(sparse.c);
+}
+
 /* A layout of exactly 64 bits (batches 0 and 1, x, y and z spans of 2^21 - the margin), with
  * rows at its corners: the walk's sentinel is above every real key but one it may equal.
  * (Batch 1 keeps every field's shift below 64.) */
