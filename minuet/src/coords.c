@@ -63,21 +63,30 @@ typedef struct range_job {
 } range_job;
 
 /* The smallest and largest value of each field over rows [lo, hi). */
+typedef int32_t v4i32 __attribute__((vector_size(16)));
+
 static void range_part(void *ctx, size_t lo, size_t hi, int part)
 {
     range_job *R = ctx;
-    int32_t mn[4] = {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX};
-    int32_t mx[4] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
-    for (size_t i = lo; i < hi; i++) {
-        const int32_t *r = R->c + 4 * i;
-        for (int f = 0; f < 4; f++) {
-            mn[f] = r[f] < mn[f] ? r[f] : mn[f];
-            mx[f] = r[f] > mx[f] ? r[f] : mx[f];
-        }
+    /* a row is one 4-lane vector: lane-wise min and max by compare and select (SSE2) */
+    v4i32 mn[2] = {{INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX},
+                   {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX}};
+    v4i32 mx[2] = {{INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN},
+                   {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN}};
+    const int32_t *c = R->c;
+    for (size_t i = lo; i < hi; i++) { /* two chains of minima and maxima, row by row */
+        v4i32 r;
+        memcpy(&r, c + 4 * i, sizeof r);
+        v4i32 lt = r<mn[i & 1], gt = r> mx[i & 1];
+        mn[i & 1] = (r & lt) | (mn[i & 1] & ~lt);
+        mx[i & 1] = (r & gt) | (mx[i & 1] & ~gt);
     }
+    v4i32 lt = mn[1]<mn[0], gt = mx[1]> mx[0];
+    mn[0] = (mn[1] & lt) | (mn[0] & ~lt);
+    mx[0] = (mx[1] & gt) | (mx[0] & ~gt);
     for (int f = 0; f < 4; f++) {
-        R->lo[part][f] = mn[f];
-        R->hi[part][f] = mx[f];
+        R->lo[part][f] = mn[0][f];
+        R->hi[part][f] = mx[0][f];
     }
 }
 
@@ -135,21 +144,33 @@ typedef struct keys_job {
     const mn_layout_t *L;
     uint64_t *k;
     mn_u128 *k2;
+    bool ascending[MN_PAR_THREADS]; /* 64-bit keys: whether each part's are, strictly */
 } keys_job;
 
 static void keys64_part(void *ctx, size_t lo, size_t hi, int part)
 {
-    (void)part;
-    const keys_job *J = ctx;
-    const mn_layout_t *L = J->L;
+    keys_job *J = ctx;
+    int64_t base[4];
+    int shift[4];
+    for (int f = 0; f < 4; f++) { /* in registers: the stores below may alias *J->L */
+        base[f] = J->L->base[f];
+        /* a 0-bit field may sit at shift 64; its rows all equal its base: nothing to add */
+        shift[f] = J->L->bits[f] ? J->L->shift[f] : 0;
+    }
+    const int32_t *c = J->c;
+    uint64_t *k = J->k;
+    bool up = true;
+    uint64_t prev = 0;
     for (size_t i = lo; i < hi; i++) {
-        const int32_t *r = J->c + 4 * i;
+        const int32_t *r = c + 4 * i;
         uint64_t v = 0;
         for (int f = 0; f < 4; f++)
-            if (L->bits[f]) /* a 0-bit field may sit at shift 64: nothing to add, no shift */
-                v |= (uint64_t)((int64_t)r[f] - L->base[f]) << L->shift[f];
-        J->k[i] = v;
+            v |= (uint64_t)((int64_t)r[f] - base[f]) << shift[f];
+        k[i] = v;
+        up &= i == lo || v > prev;
+        prev = v;
     }
+    J->ascending[part] = up;
 }
 
 static void keys128_part(void *ctx, size_t lo, size_t hi, int part)
@@ -167,15 +188,22 @@ static void keys128_part(void *ctx, size_t lo, size_t hi, int part)
     }
 }
 
-void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k, int threads)
+bool mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k, int threads)
 {
-    keys_job J = {co->c, L, k, NULL};
+    keys_job J = {co->c, L, k, NULL, {false}};
     mn_par_for(co->n, threads, keys64_part, &J);
+    int parts = mn_par_parts(co->n, threads);
+    bool up = true;
+    for (int p = 0; p < parts; p++) {
+        size_t lo = co->n * (size_t)p / (size_t)parts; /* mn_par_for's ranges */
+        up &= J.ascending[p] && (lo == 0 || lo >= co->n || k[lo - 1] < k[lo]);
+    }
+    return up;
 }
 
 void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k, int threads)
 {
-    keys_job J = {co->c, L, NULL, k};
+    keys_job J = {co->c, L, NULL, k, {false}};
     mn_par_for(co->n, threads, keys128_part, &J);
 }
 
@@ -556,7 +584,7 @@ static mn_status sort_index(const mn_coords *co, const mn_layout_t *L, int kb, i
     if (n >= 2 && kb + ib <= 64) {
         fail = !radix_packed(co, L, kb, ib, scratch, idx, threads);
     } else {
-        mn_keys64(co, L, scratch, threads);
+        (void)mn_keys64(co, L, scratch, threads);
         fail = radix64(scratch, scratch + n, idx, n, threads) < 0;
     }
     return fail ? mn_fail(MN_ENOMEM, "out of memory sorting %zu coordinates", n) : MN_OK;

@@ -25,8 +25,9 @@ typedef struct mn_layout_t {
 mn_status mn_layout(const mn_coords *a, const mn_coords *b, int64_t margin, mn_layout_t *L);
 mn_status mn_layout_threads(const mn_coords *a, const mn_coords *b, int64_t margin, int threads,
                             mn_layout_t *L);
-/* The packed keys of co's rows, computed by up to `threads` threads. */
-void mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k, int threads);
+/* The packed keys of co's rows, computed by up to `threads` threads; whether they are
+ * strictly ascending (64-bit keys only). */
+bool mn_keys64(const mn_coords *co, const mn_layout_t *L, uint64_t *k, int threads);
 void mn_keys128(const mn_coords *co, const mn_layout_t *L, mn_u128 *k, int threads);
 /* What adding (dx, dy, dz) adds to a key, modulo 2^128 (two's complement, exact within the
  * margin); its low 64 bits are the delta of a 64-bit key. */
