@@ -360,6 +360,53 @@ static inline void lines_sparse(const uint64_t *ik, size_t nin, const uint64_t *
         cur[y] = j[y];
 }
 
+/* Dense blocks of NLN lines of three offsets (K = 3), together: per output, each line's
+ * seek and its three candidate pairs written branch-free, so that the lines' cursor chains
+ * overlap. */
+static inline void lines_unit3(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0,
+                               size_t o1, const uint64_t *d, size_t *cur, vec *const *w, int NLN)
+{
+    int32_t *pi[DENSE_LINES][3], *po[DENSE_LINES][3];
+    size_t j[DENSE_LINES];
+    for (int y = 0; y < NLN; y++) {
+        j[y] = cur[y];
+        for (int l = 0; l < 3; l++) {
+            pi[y][l] = w[y][l].in + w[y][l].n;
+            po[y][l] = w[y][l].out + w[y][l].n;
+        }
+    }
+    for (size_t o = o0; o < o1; o++) {
+        uint64_t key = ok[o];
+        for (int y = 0; y < NLN; y++) {
+            uint64_t t = key + d[y];
+            size_t jj = seek64(ik, nin, j[y], t);
+            j[y] = jj;
+            uint64_t a0 = ik[jj], a1 = ik[jj + 1];
+            size_t p1 = jj + (a0 < t + 1), p2 = jj + (a0 < t + 2) + (a1 < t + 2);
+            size_t h0 = (size_t)((a0 == t) & (jj < nin));
+            size_t h1 = (size_t)((ik[p1] == t + 1) & (p1 < nin));
+            size_t h2 = (size_t)((ik[p2] == t + 2) & (p2 < nin));
+            *pi[y][0] = (int32_t)jj;
+            *po[y][0] = (int32_t)o;
+            *pi[y][1] = (int32_t)p1;
+            *po[y][1] = (int32_t)o;
+            *pi[y][2] = (int32_t)p2;
+            *po[y][2] = (int32_t)o;
+            pi[y][0] += h0;
+            po[y][0] += h0;
+            pi[y][1] += h1;
+            po[y][1] += h1;
+            pi[y][2] += h2;
+            po[y][2] += h2;
+        }
+    }
+    for (int y = 0; y < NLN; y++) {
+        cur[y] = j[y];
+        for (int l = 0; l < 3; l++)
+            w[y][l].n = (size_t)(pi[y][l] - w[y][l].in);
+    }
+}
+
 /* The same for any step: each offset seeks on from the previous one's input. */
 static size_t line_step(const uint64_t *ik, size_t nin, const uint64_t *ok, size_t o0, size_t o1,
                         uint64_t d, uint64_t zstep, size_t j, vec *w, int nl)
@@ -450,7 +497,33 @@ static int walk64(const job *J, const line *ln, int nln, vec *v, size_t ob, size
         }
         for (int i = 0; i < ns; i++)
             cur[sy[i]] = scur[i];
+        /* Dense lines of three offsets, two or three of them together (at 711 805 voxels
+         * the map took 4-7 % less time than one line at a time). */
+        int nd3 = 0, dy[WALK_LINES] = {0};
+        uint64_t dd[WALK_LINES];
+        size_t dcur[WALK_LINES] = {0};
+        vec *dw[WALK_LINES];
+        for (int y = 0; y < nln && zstep == 1; y++)
+            if (!sparse[y] && nls[y] == 3 && nd3 < DENSE_LINES) {
+                dy[nd3] = y;
+                dd[nd3] = d[y];
+                dcur[nd3] = cur[y];
+                dw[nd3++] = ws[y];
+            }
+        if (nd3 == 3)
+            lines_unit3(ik, nin, ok, o0, o1, dd, dcur, dw, 3);
+        else if (nd3 == 2)
+            lines_unit3(ik, nin, ok, o0, o1, dd, dcur, dw, 2);
+        else
+            nd3 = 0;
+        bool done[WALK_LINES] = {false};
+        for (int i = 0; i < nd3; i++) {
+            cur[dy[i]] = dcur[i];
+            done[dy[i]] = true;
+        }
         for (int y = 0; y < nln; y++) { /* the others one by one */
+            if (done[y])
+                continue;
             vec *w = ws[y];
             int nl = nls[y];
             if (sparse[y])
