@@ -59,7 +59,8 @@ typedef enum mn_method { MN_SORT = 0, MN_HASH = 1 } mn_method;
 typedef struct mn_kmap {
     int K, nk;           /* kernel size and K^3 offsets */
     size_t *count;       /* pairs per offset [nk] */
-    int32_t **in, **out; /* per offset: input and output row of each pair, by output row */
+    int32_t **in, **out; /* per offset: input and output row of each pair, by output row
+                          * (read-only: offsets may share arrays; mn_kmap_free frees them) */
     size_t total;        /* all pairs */
 } mn_kmap;
 

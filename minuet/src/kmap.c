@@ -28,9 +28,21 @@
 #include "keys.h"
 
 typedef struct vec {
-    int32_t *in, *out;
+    int32_t *in, *out; /* out may be in (the identity offset) */
     size_t n, cap;
+    bool borrowed; /* the arrays are another offset's (a mirrored one) */
 } vec;
+
+/* Free v's arrays if it owns them, and empty it. */
+static void vec_free(vec *v)
+{
+    if (!v->borrowed) {
+        if (v->out != v->in)
+            free(v->out);
+        free(v->in);
+    }
+    *v = (vec){0};
+}
 
 /* Double the arrays (1024 pairs at first). */
 static int vec_grow(vec *v)
@@ -432,9 +444,10 @@ static size_t line_step(const uint64_t *ik, size_t nin, const uint64_t *ok, size
  * The offsets of a line (same dx and dy, dz = z0, z0 + step, ...) have query keys that
  * differ only in the lowest field, so one output's matches on a line are consecutive
  * inputs: a cursor per line finds the first candidate (seek64) and the line's offsets look
- * on from it. Dense maps (J->sparse false) take the branch-free forms, one line at a time
- * over each block; in sparse ones, the lines whose last block found fewer pairs than one
- * per SPARSE_DIV outputs advance together (lines_sparse), the others as in dense maps. */
+ * on from it. Dense maps (J->sparse false) take the branch-free forms over each block,
+ * lines of three offsets together (lines_unit3), others one at a time; in sparse ones, the
+ * lines whose last block found fewer pairs than one per SPARSE_DIV outputs advance together
+ * (lines_sparse), the others as in dense maps. */
 static int walk64(const job *J, const line *ln, int nln, vec *v, size_t ob, size_t oe)
 {
     if (!J->ik || !J->ok || J->K < 2 || J->K > 15 || nln < 1 || nln > WALK_LINES)
@@ -579,34 +592,29 @@ static int probe(const job *J, int k)
 /* Symmetric maps. The pairs of -d are those of d with input and output swapped: (i, o) with
  * coord(o) + d = coord(i) is (o, i) for -d. Adding d preserves the key order, so along the
  * pairs of d, ordered by output row, the input rows ascend too: the swapped arrays are
- * already ordered by their new output row, and mirroring is a copy. */
+ * already ordered by their new output row, and the mirrored offset shares them (its inputs
+ * are d's outputs and its outputs d's inputs; no copy). */
 static int mirror(const job *J, int k)
 {
     const vec *s = &J->v[k];
     vec *m = &J->v[J->nk - 1 - k];
     if (s->n == 0) /* empty offsets have no arrays */
         return 0;
-    m->in = malloc(s->n * sizeof *m->in);
-    m->out = malloc(s->n * sizeof *m->out);
-    if (!m->in || !m->out)
-        return -1;
-    memcpy(m->in, s->out, s->n * sizeof *m->in);
-    memcpy(m->out, s->in, s->n * sizeof *m->out);
-    m->n = m->cap = s->n;
+    *m = (vec){.in = s->out, .out = s->in, .n = s->n, .cap = s->n, .borrowed = true};
     return 0;
 }
 
-/* The centre offset of a symmetric map: every row paired with itself. */
+/* The centre offset of a symmetric map: every row paired with itself (one array, its inputs
+ * and its outputs). */
 static int identity(const job *J)
 {
     vec *m = &J->v[J->nk / 2];
     size_t n = J->nout;
-    m->in = malloc(n * sizeof *m->in);
-    m->out = malloc(n * sizeof *m->out);
-    if (!m->in || !m->out)
+    m->in = m->out = malloc(n * sizeof *m->in);
+    if (!m->in)
         return -1;
     for (size_t i = 0; i < n; i++)
-        m->in[i] = m->out[i] = (int32_t)i;
+        m->in[i] = (int32_t)i;
     m->n = m->cap = n;
     return 0;
 }
@@ -868,11 +876,8 @@ static mn_status collect(job *J, int K, mn_kmap *map)
     if (!map->count || !map->in || !map->out)
         return mn_fail(MN_ENOMEM, "out of memory");
     for (int k = 0; k < J->nk; k++) {
-        if (J->v[k].n == 0) { /* empty offsets have no arrays, whatever the builder */
-            free(J->v[k].in);
-            free(J->v[k].out);
-            J->v[k] = (vec){0};
-        }
+        if (J->v[k].n == 0) /* empty offsets have no arrays, whatever the builder */
+            vec_free(&J->v[k]);
         map->count[k] = J->v[k].n;
         map->in[k] = J->v[k].in;
         map->out[k] = J->v[k].out;
@@ -938,15 +943,11 @@ mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_
     if ((st = run_workers(&J, threads)) == MN_OK)
         st = collect(&J, K, map);
 done:
-    for (int k = 0; J.v && k < nk; k++) {
-        free(J.v[k].in);
-        free(J.v[k].out);
-    }
+    for (int k = 0; J.v && k < nk; k++)
+        vec_free(&J.v[k]);
     free(J.v);
-    for (size_t i = 0; J.parts && i < (size_t)J.threads * (size_t)nk; i++) {
-        free(J.parts[i].in);
-        free(J.parts[i].out);
-    }
+    for (size_t i = 0; J.parts && i < (size_t)J.threads * (size_t)nk; i++)
+        vec_free(&J.parts[i]);
     free(J.parts);
     free(J.tab.s);
     if (J.ok != J.ik)
@@ -964,13 +965,34 @@ done:
     return st;
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* Offsets share arrays (a mirrored offset's are its twin's, the identity's inputs are its
+ * outputs): each distinct array is freed once. */
 void mn_kmap_free(mn_kmap *map)
 {
+    size_t n = 0;
+    void **all = malloc(2 * (size_t)(map->nk > 0 ? map->nk : 1) * sizeof *all);
     for (int k = 0; k < map->nk; k++) {
-        if (map->in)
-            free(map->in[k]);
-        if (map->out)
-            free(map->out[k]);
+        if (map->in && map->in[k]) {
+            if (all)
+                all[n++] = map->in[k];
+            else if (!map->out || map->out[k] != map->in[k])
+                free(map->in[k]); /* no room to sort: may leak shared arrays, never free twice */
+        }
+        if (map->out && map->out[k] && all)
+            all[n++] = map->out[k];
+    }
+    if (all) {
+        qsort(all, n, sizeof *all, cmp_ptr);
+        for (size_t i = 0; i < n; i++)
+            if (i == 0 || all[i] != all[i - 1])
+                free(all[i]);
+        free(all);
     }
     free(map->in);
     free(map->out);
