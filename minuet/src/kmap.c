@@ -14,11 +14,13 @@
  *
  * Submanifold maps of odd K (the same rows in and out) are symmetric, for both builders:
  * the pairs of offset -d are those of d with input and output swapped, so only the offsets
- * below the centre are searched, the centre is the identity, and the offsets above it are
- * copies (mn_kmap_symmetric turns this off, for the tests).
+ * below the centre are searched, the centre is the identity (one array for inputs and
+ * outputs), and each offset above it shares its twin's arrays, swapped (mn_kmap_symmetric
+ * turns this off, for the tests).
  *
- * Threads take runs of lines (sort-based) or offsets in turn (hash-based); each offset's
- * pairs come out ordered by output row, so the map is the same whatever the thread count.
+ * Threads take runs of lines (sort-based, dense maps), ranges of outputs (sort-based,
+ * sparse maps) or offsets in turn (hash-based); each offset's pairs come out ordered by
+ * output row, so the map is the same whatever the thread count.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -633,7 +635,8 @@ static void worker_identity(const worker *w)
         worker_failed(w->J);
 }
 
-/* Dense maps: this thread's run of lines over all outputs, then their mirrors. */
+/* Dense sort-based maps: this thread's run of lines over all outputs, then their mirrors;
+ * other maps (hash-based, 128-bit keys, K = 1): its offsets in turn. */
 static void *work(void *arg)
 {
     worker *w = arg;
@@ -841,8 +844,9 @@ static mn_status run_workers(job *J, int threads)
                     sample_sparse(J);
     }
     if (J->sparse) {
-        /* Ranges of at least MN_PAR_BELOW / 4 outputs. */
-        size_t most = J->nout / (MN_PAR_BELOW / 4) + 1;
+        /* Ranges of at least MN_PAR_BELOW / 4 outputs (or one range). */
+        size_t most = J->nout / (MN_PAR_BELOW / 4);
+        most = most ? most : 1;
         J->threads = (size_t)nt < most ? nt : (int)most;
         J->parts = calloc((size_t)J->threads * (size_t)J->nk, sizeof *J->parts);
         if (!J->parts)

@@ -143,7 +143,7 @@ Test(kmap_walk, sparse_ranges_threads)
             memcpy(mixed.c + 4 * mixed.n++, r, 16);
         }
     cr_assert_eq(mn_sort(&mixed, NULL), MN_OK, "%s", mn_last_error());
-    for (size_t i = 1; i < mixed.n; i++) /* the columns may meet sparse rows */
+    for (size_t i = 1; i < mixed.n; i++) /* columns placed off the sparse rows */
         cr_assert_neq(memcmp(mixed.c + 4 * (i - 1), mixed.c + 4 * i, 16), 0, "duplicate row");
     mn_coords *clouds[] = {&sparse, &mixed};
     for (int c = 0; c < 2; c++)
