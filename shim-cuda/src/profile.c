@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "profile.h"
-#include "rt/stats.h"
 
 /* ---- the database ------------------------------------------------------------------------ */
 
@@ -25,33 +24,44 @@ static int cmp_entry(const void *a, const void *b)
     return c ? c : memcmp(x->block, y->block, sizeof x->block);
 }
 
-static void sort_db(orion_pdb *db)
+/* The index of the first entry not below key: the entries are kept in cmp_entry order
+ * (orion_pdb_put inserts in place), so lookups never reorder them, and a database that the
+ * shim's launching threads read concurrently is never written by a lookup. */
+static size_t lower_bound(const orion_pdb *db, const orion_pentry *key)
 {
-    if (!db->sorted && db->n > 1)
-        qsort(db->e, db->n, sizeof *db->e, cmp_entry);
-    db->sorted = true;
+    size_t lo = 0, hi = db->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cmp_entry(&db->e[mid], key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
-static orion_pentry *find_exact(orion_pdb *db, const char *name, const uint32_t grid[3],
-                                const uint32_t block[3])
+static orion_pentry key_of(const char *name, const uint32_t grid[3], const uint32_t block[3])
 {
-    if (db->n == 0)
-        return NULL; /* bsearch on an empty (NULL) array is undefined */
-    /* The key first: grid and block may point into the array the sort moves around. */
     orion_pentry key = {.name = (char *)name};
-    memcpy(key.grid, grid, sizeof key.grid);
+    memcpy(key.grid, grid, sizeof key.grid); /* copies: grid may point into the array */
     memcpy(key.block, block, sizeof key.block);
-    sort_db(db); /* entries move; their name strings do not */
-    return bsearch(&key, db->e, db->n, sizeof *db->e, cmp_entry);
+    return key;
+}
+
+static const orion_pentry *find_exact(const orion_pdb *db, const orion_pentry *key)
+{
+    size_t i = lower_bound(db, key);
+    return i < db->n && cmp_entry(&db->e[i], key) == 0 ? &db->e[i] : NULL;
 }
 
 int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3], const uint32_t block[3],
                   orion_profile p, double dur_us)
 {
-    orion_pentry *e = find_exact(db, name, grid, block);
-    if (e) {
-        e->profile = p;
-        e->dur_us = dur_us;
+    orion_pentry key = key_of(name, grid, block);
+    size_t i = lower_bound(db, &key);
+    if (i < db->n && cmp_entry(&db->e[i], &key) == 0) {
+        db->e[i].profile = p;
+        db->e[i].dur_us = dur_us;
         return 0;
     }
     if (db->n == db->cap) {
@@ -65,20 +75,25 @@ int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3], const
     char *copy = strdup(name);
     if (!copy)
         return -ENOMEM;
-    e = &db->e[db->n++];
-    *e = (orion_pentry){.name = copy, .profile = p, .dur_us = dur_us};
-    memcpy(e->grid, grid, sizeof e->grid);
-    memcpy(e->block, block, sizeof e->block);
-    db->sorted = false;
+    memmove(&db->e[i + 1], &db->e[i], (db->n - i) * sizeof *db->e);
+    db->n++;
+    key.name = copy;
+    key.profile = p;
+    key.dur_us = dur_us;
+    db->e[i] = key;
     return 0;
 }
 
-const orion_pentry *orion_pdb_find(orion_pdb *db, const char *name, const uint32_t grid[3],
+const orion_pentry *orion_pdb_find(const orion_pdb *db, const char *name, const uint32_t grid[3],
                                    const uint32_t block[3])
 {
     static const uint32_t any[3] = {ORION_ANY, ORION_ANY, ORION_ANY};
-    const orion_pentry *e = find_exact(db, name, grid, block);
-    return e ? e : find_exact(db, name, any, any);
+    orion_pentry key = key_of(name, grid, block);
+    const orion_pentry *e = find_exact(db, &key);
+    if (e)
+        return e;
+    key = key_of(name, any, any);
+    return find_exact(db, &key);
 }
 
 void orion_pdb_free(orion_pdb *db)
@@ -214,9 +229,8 @@ static void put_dim(FILE *f, const uint32_t d[3])
         fprintf(f, "%u,%u,%u", d[0], d[1], d[2]);
 }
 
-int orion_pdb_save(orion_pdb *db, const char *path, rt_err *err)
+int orion_pdb_save(const orion_pdb *db, const char *path, rt_err *err)
 {
-    sort_db(db);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "we");
@@ -349,7 +363,8 @@ static int add_kernel(orion_pdb *db, const kacc *k, double ridge, rt_err *err)
     if (!k->name[0])
         return 0;
     double dur = !isfinite(k->dur_us) || k->dur_us < 0 ? -1 : k->dur_us; /* unknown */
-    const orion_pentry *old = find_exact(db, k->name, k->grid, k->block);
+    orion_pentry key = key_of(k->name, k->grid, k->block);
+    const orion_pentry *old = find_exact(db, &key);
     if (old && old->dur_us >= 0 && dur >= 0)
         dur = (old->dur_us + dur) / 2; /* several invocations: their mean, pairwise */
     if (orion_pdb_put(db, k->name, k->grid, k->block, classify(k, ridge), dur) != 0)

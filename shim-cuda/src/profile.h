@@ -29,22 +29,21 @@ typedef struct orion_pentry {
 
 typedef struct orion_pdb {
     orion_pentry *e;
-    size_t n, cap;
-    bool sorted;
+    size_t n, cap; /* e[0..n) in order of name, grid, block */
 } orion_pdb;
 
 /* Parse a database image; -EINVAL with "PATH:LINE: why" on a malformed line. */
 int orion_pdb_parse(orion_pdb *db, const char *text, size_t len, const char *path, rt_err *err);
 int orion_pdb_load(orion_pdb *db, const char *path, rt_err *err);
 /* Write the database (sorted by name, then shape) atomically. */
-int orion_pdb_save(orion_pdb *db, const char *path, rt_err *err);
+int orion_pdb_save(const orion_pdb *db, const char *path, rt_err *err);
 void orion_pdb_free(orion_pdb *db);
 
 /* Add or replace the entry of (name, grid, block). */
 int orion_pdb_put(orion_pdb *db, const char *name, const uint32_t grid[3], const uint32_t block[3],
                   orion_profile p, double dur_us);
 /* The entry for this launch: the exact shape, else the name's any-shape entry, else NULL. */
-const orion_pentry *orion_pdb_find(orion_pdb *db, const char *name, const uint32_t grid[3],
+const orion_pentry *orion_pdb_find(const orion_pdb *db, const char *name, const uint32_t grid[3],
                                    const uint32_t block[3]);
 
 /* An Nsight Compute CSV export (`ncu --csv --page details`: one row per metric; or `--page
