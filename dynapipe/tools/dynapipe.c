@@ -19,7 +19,7 @@
 /* ---- usage and options -------------------------------------------------------------------- */
 
 static const char usage[] =
-    "usage: dynapipe COMMAND [options]      (dynapipe COMMAND --help for one command)\n"
+    "usage: dynapipe COMMAND [options]      (dynapipe COMMAND --help: this text too)\n"
     "\n"
     "  plan [--lengths FILE | --mixture] --model gpt|t5 [--cost-model DIR] [--stages S]\n"
     "       [--tokens-per-batch N] [--memory-mb M] [--json] [planner options]\n"
@@ -51,7 +51,8 @@ static const char usage[] =
 typedef struct opts {
     const char *cmd, *lengths, *model, *cost_model, *format, *out, *csv, *md;
     const char *models, *stage_list, *token_list, *data, *layers;
-    char cm_dir[PATH_MAX];
+    char cm_env[PATH_MAX]; /* $DYNAPIPE_COST_MODEL, or empty */
+    char cm_dir[PATH_MAX]; /* scratch for the path next to the binary */
     long tokens;
     long long seed;
     int tp, rank, replica, repeat, target_len;
@@ -123,6 +124,7 @@ static int load_env(opts *o)
         {.name = "DYNAPIPE_COST_MODEL",
          .def = NULL,
          .help = "cost-model directory",
+         .dest = o->cm_env,
          .type = RT_ENV_PATH,
          .flags = RT_PATH_DIR},
         {.name = "DYNAPIPE_MEMORY_MB",
@@ -452,8 +454,8 @@ static const char *cost_model_dir(opts *o)
 {
     if (o->cost_model)
         return o->cost_model;
-    if (o->cm_dir[0])
-        return o->cm_dir;
+    if (o->cm_env[0])
+        return o->cm_env;
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
