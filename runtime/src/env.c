@@ -471,6 +471,8 @@ int rt_env_load(const rt_env_spec *specs, size_t n, rt_err *err)
 {
     for (size_t i = 0; i < n; i++) {
         const rt_env_spec *sp = &specs[i];
+        if (!sp->dest) /* a spec without a destination is the caller's bug: say so, never crash */
+            return rt_err_set(err, EINVAL, "%s: no destination for its value (a bug)", sp->name);
         const char *v = getenv(sp->name);
         bool from_default = !v || !*v;
         if (from_default)

@@ -278,3 +278,15 @@ Test(env, bad_default_is_reported_as_such)
     cr_assert_eq(rt_env_load(bad, 1, &e), -EINVAL);
     cr_assert(strstr(e.msg, "built-in default"), "%s", e.msg);
 }
+
+/* A spec without a destination is refused with its name, whatever its type, instead of the
+ * value being written through NULL (a missing .dest once crashed a command). */
+Test(env, spec_without_dest_refused)
+{
+    setenv("RT_TEST_NODEST", "/tmp", 1);
+    rt_env_spec spec[] = {{.name = "RT_TEST_NODEST", .type = RT_ENV_PATH, .flags = RT_PATH_DIR}};
+    rt_err err = {0};
+    cr_assert_eq(rt_env_load(spec, 1, &err), -EINVAL);
+    cr_assert(strstr(err.msg, "RT_TEST_NODEST") != NULL, "%s", err.msg);
+    unsetenv("RT_TEST_NODEST");
+}
