@@ -35,6 +35,8 @@ typedef enum dp_status {
 /* The message of the last error in this thread; it names the sample, file or limit
  * ("sample 17 (input 9000, target 0): sequence 9000 exceeds the model maximum 8192"). */
 const char *dp_last_error(void);
+/* Empty dp_last_error() (so a caller can tell that a later failure set it). */
+void dp_clear_error(void);
 const char *dp_status_name(dp_status s);
 
 /* ---- cost model ------------------------------------------------------------------------ */

@@ -10,6 +10,8 @@ static _Thread_local char last_error[512];
 
 const char *dp_last_error(void) { return last_error; }
 
+void dp_clear_error(void) { last_error[0] = '\0'; }
+
 const char *dp_status_name(dp_status s)
 {
     static const char *const names[] = {
