@@ -7,7 +7,6 @@
  * sorted outputs shifted by one offset stay sorted, which is what the sort-based kernel map
  * relies on. When the ranges need more than 64 bits, keys are 128-bit (still exact).
  */
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,11 +275,6 @@ static void *radix_move(void *arg)
     return NULL;
 }
 
-static void radix_run(radix_part *P, int nt, void *(*fn)(void *))
-{
-    mn_parts_run(P, sizeof *P, nt, fn);
-}
-
 static void identity_part(void *ctx, size_t lo, size_t hi, int part)
 {
     (void)part;
@@ -304,7 +298,7 @@ static int radix64(uint64_t *key, uint64_t *k2, uint32_t *idx, size_t n, int thr
         P[t].hi = n * (size_t)(t + 1) / (size_t)nt;
         P[t].ks = key;
     }
-    radix_run(P, nt, radix_count);
+    mn_parts_run(P, sizeof *P, nt, radix_count);
     int passes[8], np = 0;
     for (int pass = 0; pass < 8; pass++) {
         size_t total0 = 0; /* keys whose digit equals the first key's */
@@ -339,7 +333,7 @@ static int radix64(uint64_t *key, uint64_t *k2, uint32_t *idx, size_t n, int thr
         /* The slices hold other keys after each pass: count them again (the first pass, or
          * one thread: the histogram of the first read is still the slice's). */
         if (nt > 1 && a > 0)
-            radix_run(P, nt, radix_count_one);
+            mn_parts_run(P, sizeof *P, nt, radix_count_one);
         else
             for (int t = 0; t < nt; t++)
                 memcpy(P[t].one, P[t].cnt[pass], sizeof P[t].one);
@@ -349,7 +343,7 @@ static int radix64(uint64_t *key, uint64_t *k2, uint32_t *idx, size_t n, int thr
                 P[t].at[d] = sum;
                 sum += P[t].one[d];
             }
-        radix_run(P, nt, radix_move);
+        mn_parts_run(P, sizeof *P, nt, radix_move);
         uint64_t *tk = ks;
         ks = kd;
         kd = tk;

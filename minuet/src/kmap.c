@@ -904,34 +904,18 @@ done:
     return st;
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
-    return (x > y) - (x < y);
-}
-
-/* Offsets share arrays (a mirrored offset's are its twin's, the identity's inputs are its
- * outputs): each distinct array is freed once. */
+/* Offsets share arrays in two ways only (mirror, identity): offset k above the centre has
+ * its twin nk - 1 - k's arrays, swapped, and the identity offset one array for inputs and
+ * outputs. Each array is freed once, by its owner. */
 void mn_kmap_free(mn_kmap *map)
 {
-    size_t n = 0;
-    void **all = malloc(2 * (size_t)(map->nk > 0 ? map->nk : 1) * sizeof *all);
-    for (int k = 0; k < map->nk; k++) {
-        if (map->in && map->in[k]) {
-            if (all)
-                all[n++] = map->in[k];
-            else if (!map->out || map->out[k] != map->in[k])
-                free(map->in[k]); /* no room to sort: may leak shared arrays, never free twice */
-        }
-        if (map->out && map->out[k] && all)
-            all[n++] = map->out[k];
-    }
-    if (all) {
-        qsort(all, n, sizeof *all, cmp_ptr);
-        for (size_t i = 0; i < n; i++)
-            if (i == 0 || all[i] != all[i - 1])
-                free(all[i]);
-        free(all);
+    for (int k = 0; map->in && map->out && k < map->nk; k++) {
+        int twin = map->nk - 1 - k;
+        if (k > twin && map->in[k] && map->in[k] == map->out[twin])
+            continue; /* a mirror: its twin frees them */
+        if (map->out[k] != map->in[k])
+            free(map->out[k]);
+        free(map->in[k]);
     }
     free(map->in);
     free(map->out);

@@ -76,6 +76,23 @@ static void same_maps(const mn_coords *in, const mn_coords *out, int K, int t_in
                      "%s K=%d %s %d threads: offset %d outputs differ", what, K,
                      m == MN_SORT ? "sort" : "hash", threads, k);
     }
+    /* The shortcut ran exactly where it applies (same rows in and out, odd K): its maps, and
+     * only its, share arrays: the identity offset one for inputs and outputs, each offset
+     * above the centre its twin's, swapped. */
+    bool applies = K % 2 == 1 && in->n == out->n && memcmp(in->c, out->c, in->n * 16) == 0;
+    for (int k = 0; k < full.nk; k++) {
+        int twin = full.nk - 1 - k;
+        if (full.count[k])
+            cr_assert(full.in[k] != full.out[k], "%s offset %d: full search shares", what, k);
+        if (!sym.count[k])
+            continue;
+        if (k == twin)
+            cr_assert_eq(sym.in[k] == sym.out[k], applies, "%s: identity offset %s", what,
+                         applies ? "not shared" : "shared");
+        else if (k > twin)
+            cr_assert_eq(sym.in[k] == sym.out[twin] && sym.out[k] == sym.in[twin], applies,
+                         "%s offset %d: %s", what, k, applies ? "not its twin's" : "its twin's");
+    }
     mn_kmap_free(&full);
     mn_kmap_free(&sym);
 }
