@@ -400,6 +400,29 @@ static const char *opt_name(int ch)
     return "?";
 }
 
+/* A comma list of whole numbers, each from lo to hi, at most `most` of them. */
+static bool int_list_ok(const char *s, long lo, long hi, int most)
+{
+    int n = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < lo || v > hi || ++n > most)
+            return false;
+        if (*end == '\0')
+            return true;
+        if (*end != ',')
+            return false;
+        s = end + 1;
+    }
+}
+
+static bool is_real_opt(int ch)
+{
+    return ch == O_MEMORY || ch == O_PF || ch == O_GBPS || ch == O_LAT || ch == O_TOL;
+}
+
 static int parse(int argc, char **argv, opts *o)
 {
     static const struct {
@@ -437,11 +460,22 @@ static int parse(int argc, char **argv, opts *o)
         double v;
         if (num(opt_name(ch), optarg, ranges[k].lo, ranges[k].hi, &v) < 0)
             return 2;
+        if (!is_real_opt(ch) && v != (double)(long long)v) {
+            fprintf(stderr, "dynapipe: --%s '%s': expected a whole number\n(see dynapipe --help)\n",
+                    opt_name(ch), optarg);
+            return 2;
+        }
         if (int_opt(o, ch, v) < 0)
             real_opt(o, ch, v);
     }
     if (optind < argc)
         return usage_err("unexpected argument '%s'", argv[optind]);
+    if (o->layers && !int_list_ok(o->layers, 1, 100000, 2))
+        return usage_err("--layers '%s': accepted E or E,D, whole numbers from 1", o->layers);
+    if (o->stage_list && !int_list_ok(o->stage_list, 1, DP_MAX_STAGES, 64))
+        return usage_err("--stage-list '%s': accepted a comma list of stage counts", o->stage_list);
+    if (o->token_list && !int_list_ok(o->token_list, 1, 1000000000, 64))
+        return usage_err("--token-list '%s': accepted a comma list of token counts", o->token_list);
     return 0;
 }
 
