@@ -452,18 +452,41 @@ Test(timing_env, time_scale)
 }
 
 /* The queue has room for 2048 items; beyond that a launch waits for room, as a real one
- * blocks on a full push buffer, and nothing is lost. */
+ * blocks on a full push buffer, and nothing is lost. 3000 launches behind the 60 ms gate: the
+ * queue fills while the gate holds every SM, so the launches past its room can only return
+ * once the gate has ended (with no limit they would all return within a millisecond or so,
+ * the gate still held). Retried when the machine could not queue 2000 launches in time. */
 Test(timing, full_queue_blocks)
 {
     CUstream s = stream_prio(0);
+    CUmodule m;
     CUfunction f;
-    CU_OK(cuModuleLoadData(&fc_mod, "tiny 1 1 compute\n"));
-    CU_OK(cuModuleGetFunction(&f, fc_mod, "tiny"));
-    for (int i = 0; i < 3000; i++)
-        CU_OK(cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, s, NULL, NULL));
-    CU_OK(cuStreamSynchronize(s));
-    fakecuda_stats st;
-    cr_assert_eq(fakecuda_device_stats(&st), 0);
-    cr_assert_eq(st.kernels_done, 3000);
-    cr_assert_eq(st.queued_items, 0);
+    CU_OK(cuModuleLoadData(&m, "tiny 1 1 compute\n"));
+    CU_OK(cuModuleGetFunction(&f, m, "tiny"));
+    for (int tries = 0;; tries++) {
+        fakecuda_stats before, after;
+        cr_assert_eq(fakecuda_device_stats(&before), 0);
+        CUevent g = gate();
+        CU_OK(cuStreamWaitEvent(s, g, 0));
+        int held_at_2000 = 0, held_at_2100 = 0;
+        for (int i = 0; i < 3000; i++) {
+            CU_OK(cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, s, NULL, NULL));
+            if (i == 2000)
+                held_at_2000 = gate_held(g);
+            else if (i == 2100)
+                held_at_2100 = gate_held(g);
+        }
+        CU_OK(cuCtxSynchronize());
+        cr_assert_eq(fakecuda_device_stats(&after), 0);
+        cr_assert_eq(after.kernels_done - before.kernels_done, 3001, "launches lost");
+        cr_assert_eq(after.queued_items, 0);
+        if (!held_at_2000) {
+            cr_assert(tries < 4,
+                      "2000 launches could not be queued within a 60 ms gate in 5 tries");
+            continue;
+        }
+        cr_assert(!held_at_2100, "launch 2100 returned with the gate still holding a full queue");
+        break;
+    }
+    CU_OK(cuModuleUnload(m));
 }
