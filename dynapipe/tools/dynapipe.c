@@ -555,8 +555,9 @@ static int load_model(opts *o, const char *model, dp_cost_model **cm)
     return 0;
 }
 
-/* The batch: from --lengths (rows in order, or a histogram sampled) or the mixture. Histogram
- * samples longer than the model's maximum are left out of the sampling. */
+/* The batch of about `tokens` tokens: from --lengths (rows in order, or a histogram sampled)
+ * or the mixture. Histogram samples longer than the model's maximum are left out of the
+ * sampling. */
 static int load_batch(const opts *o, const char *lengths, const dp_cost_model *cm, long tokens,
                       dp_samples *s)
 {
@@ -576,8 +577,7 @@ static int load_batch(const opts *o, const char *lengths, const dp_cost_model *c
     int mt, m = dp_cost_model_max_len(cm, &mt);
     if (o->cfg.max_len > 0 && o->cfg.max_len < m)
         m = o->cfg.max_len;
-    dp_status st = dp_lengths_batch(&src, src.histogram ? tokens : (o->tokens ? tokens : 0),
-                                    (uint64_t)o->seed, o->target_len, m, s);
+    dp_status st = dp_lengths_batch(&src, tokens, (uint64_t)o->seed, o->target_len, m, s);
     dp_lengths_free(&src);
     return st == DP_OK ? 0 : fail();
 }
