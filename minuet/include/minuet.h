@@ -97,8 +97,9 @@ typedef struct mn_conv_opts {
     bool transposed;        /* use the map the other way: outputs gather, inputs receive */
     mn_conv_times *times;   /* NULL, or where to add the stage times */
     mn_workspace *ws;       /* NULL (allocate per call), or scratch reused across calls */
-    /* A group whose largest GEMM has at most batch_rows rows runs its GEMMs concurrently,
-     * one whole GEMM per thread (the CPU form of a batched GEMM); 0: never. */
+    /* A group whose largest GEMM has at most batch_rows rows deals the GEMM blocks of all
+     * its offsets out to the threads at once (the CPU form of a batched GEMM); otherwise,
+     * and with 0, one offset's blocks after another. The same bits either way. */
     size_t batch_rows;
     /* The scatter tile: output rows (0: MN_DEFAULT_TILE_ROWS) x channels (0: all). */
     size_t tile_rows;
@@ -112,8 +113,11 @@ typedef struct mn_conv_opts {
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be
  * NULL). in: [n_in, c_in], W: [nk, c_in, c_out], out: [n_out, c_out]. With transposed, the
- * pairs are used as (o, i). Gather, grouped GEMM (OpenBLAS), scatter; deterministic for any
- * thread count. */
+ * pairs are used as (o, i). Gather, grouped GEMM (OpenBLAS, in 512-row single-threaded
+ * blocks; OpenBLAS's thread setting restored on return), scatter. The same bits for any
+ * group_threshold, batch_rows, tile, autotuner choice and thread count (the GEMM calls are
+ * the same in each); across machines and BLAS builds, only agreement within float32
+ * rounding (minuet/README.md, Determinism). */
 mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
                   const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o);
 

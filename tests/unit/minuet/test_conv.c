@@ -2,7 +2,7 @@
  * per output and offset, double accumulation): submanifold K = 3 and 5, strided s = 2 with
  * K = 2 and 3, dilation 2, transposed, a batch of 3 clouds, channels 1 to 96; sort and hash
  * maps identical; every grouping threshold, batching, scatter tile and thread count
- * bit-identical; bad input; the
+ * bit-identical (test_conv_blas.c shows it does not rest on the BLAS kernel); bad input; the
  * ResNet-21 and UNet-42 networks (shapes, sort = hash, translation equivariance). */
 #include <criterion/criterion.h>
 #include <math.h>
