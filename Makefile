@@ -11,13 +11,23 @@
 #   make demo       scripts/setup, build, then each system's demo
 #
 # Knobs: BUILD (output dir), CC, SAN (e.g. address,undefined), WERROR (1: -Werror, default),
-# OPT (default -O2). Each component adds itself in <component>/module.mk.
+# OPT (default -O2), V (1: print every command; default: one short line per step).
+# Each component adds itself in <component>/module.mk.
 
 BUILD   ?= build
 OPT     ?= -O2
 WERROR  ?= 1
 SAN     ?=
 FUZZ_SECONDS ?= 30
+V       ?= 0
+
+# $(call step,WHAT,FILE) starts a recipe line: "  CC  minuet/src/conv.c" and the command
+# silenced, or nothing and the whole command shown with V=1.
+ifeq ($(V),1)
+step =
+else
+step = @printf '  %-3s %s\n' '$(1)' '$(2)';
+endif
 
 CFLAGS_WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 \
                -Wno-format-nonliteral
@@ -59,7 +69,7 @@ unit: $(UNIT_TESTS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(call step,CC,$<)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 setup:
 	@SETUP_QUIET=1 scripts/setup

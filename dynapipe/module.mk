@@ -14,11 +14,11 @@ $(BUILD)/obj/dynapipe/%.o: CFLAGS += -fvisibility=default
 
 $(DP_LIB): $(DP_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && $(AR) rcs $@ $^
+	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
 $(DP_SO): $(DP_OBJS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(DP_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(DP_LDLIBS)
 
 ALL_TARGETS += $(DP_LIB) $(DP_SO)
 LINT_SRCS   += $(DP_SRCS)
@@ -32,6 +32,6 @@ $(BUILD)/fuzz/fuzz_dp_costmodel $(BUILD)/fuzz/fuzz_dp_lengths: $(DP_LIB)
 # The dynapipe command.
 $(BUILD)/bin/dynapipe: $(BUILD)/obj/dynapipe/tools/dynapipe.o $(DP_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 ALL_TARGETS += $(BUILD)/bin/dynapipe
 LINT_SRCS   += dynapipe/tools/dynapipe.c

@@ -14,12 +14,12 @@ $(BUILD)/obj/minuet/%.o: CFLAGS += -fvisibility=default
 
 $(MN_LIB): $(MN_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && $(AR) rcs $@ $^
+	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
 # No -Wl,-z,defs: the tree may be partial while the other minuet sources land.
 $(MN_SO): $(MN_OBJS) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
 
 ALL_TARGETS += $(MN_LIB) $(MN_SO)
 LINT_SRCS   += $(MN_SRCS)
@@ -34,6 +34,6 @@ $(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lopenblas # libmin
 # The minuet command.
 $(BUILD)/bin/minuet: $(BUILD)/obj/minuet/tools/minuet.o $(MN_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
 ALL_TARGETS += $(BUILD)/bin/minuet
 LINT_SRCS   += minuet/tools/minuet.c

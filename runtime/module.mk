@@ -8,11 +8,11 @@ RT_LDLIBS := -lunwind -lpthread -lm -ldl
 
 $(RT_LIB): $(RT_OBJS)
 	@mkdir -p $(@D)
-	rm -f $@ && $(AR) rcs $@ $^
+	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
 $(BUILD)/bin/rt-bench: $(BUILD)/obj/runtime/tools/rt-bench.o $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 ALL_TARGETS += $(RT_LIB) $(BUILD)/bin/rt-bench
 BENCH_BINS  += $(BUILD)/bin/rt-bench
@@ -28,10 +28,10 @@ NCLS_SRCS := runtime/ncl-server/store.c runtime/ncl-server/server.c
 NCLS_LIB  := $(BUILD)/lib/libnclserver.a
 $(NCLS_LIB): $(NCLS_SRCS:%.c=$(BUILD)/obj/%.o)
 	@mkdir -p $(@D)
-	rm -f $@ && $(AR) rcs $@ $^
+	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 $(BUILD)/bin/ncl-server: $(BUILD)/obj/runtime/ncl-server/main.o $(NCLS_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 ALL_TARGETS += $(BUILD)/bin/ncl-server
 LINT_SRCS   += $(NCLS_SRCS) runtime/ncl-server/main.c
 ncl_TEST_DEPS   := $(NCLS_LIB) $(RT_LIB)

@@ -11,11 +11,11 @@ $(BUILD)/obj/shim-cuda/%.o: CPPFLAGS += -Ishim-cuda/include -Ishim-cuda/src -isy
 
 $(ORION_LIB): $(ORION_SRCS:%.c=$(BUILD)/obj/%.o) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(RT_LDLIBS)
 
 $(BUILD)/bin/orion-profile: $(BUILD)/obj/shim-cuda/tools/orion-profile.o $(ORION_CORE_OBJS) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 ALL_TARGETS += $(ORION_LIB) $(BUILD)/bin/orion-profile
 LINT_SRCS   += $(ORION_SRCS) shim-cuda/tools/orion-profile.c
@@ -30,7 +30,7 @@ $(BUILD)/obj/tests/unit/orion/%.o: CPPFLAGS += -Ishim-cuda/include -Ishim-cuda/s
 ORION_CLIENT := $(BUILD)/tests/orion/orion-client
 $(ORION_CLIENT): $(BUILD)/obj/tests/fixtures/orion/orion-client.o $(BUILD)/lib/fakecuda/libcuda.so
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD)/lib/fakecuda -lcuda -ldl -lpthread -lm
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -L$(BUILD)/lib/fakecuda -lcuda -ldl -lpthread -lm
 $(BUILD)/obj/tests/fixtures/orion/%.o: CPPFLAGS += -isystem $(CUDA_INC)
 ALL_TARGETS += $(ORION_CLIENT)
 LINT_SRCS   += tests/fixtures/orion/orion-client.c

@@ -4,12 +4,12 @@ NCL_SRCS := $(wildcard shim-posix/src/ncl_*.c) shim-posix/src/replay.c
 NCL_LIB  := $(BUILD)/lib/libncl.a
 $(NCL_LIB): $(NCL_SRCS:%.c=$(BUILD)/obj/%.o)
 	@mkdir -p $(@D)
-	rm -f $@ && $(AR) rcs $@ $^
+	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 $(BUILD)/obj/shim-posix/%.o: CPPFLAGS += -Ishim-posix/include
 
 $(BUILD)/bin/splitft: $(BUILD)/obj/shim-posix/tools/splitft.o $(NCL_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
 # The shim: wrappers (interpose.c) over the logic (core.c) and the real calls (sys.c); only
 # the wrappers are exported (-fvisibility=hidden everywhere else).
@@ -17,7 +17,7 @@ SHIM_SRCS := shim-posix/src/core.c shim-posix/src/sys.c shim-posix/src/interpose
 SHIM_LIB  := $(BUILD)/lib/libsplitft.so
 $(SHIM_LIB): $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o) $(NCL_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(RT_LDLIBS)
 
 ALL_TARGETS += $(NCL_LIB) $(BUILD)/bin/splitft $(SHIM_LIB)
 LINT_SRCS   += $(NCL_SRCS) $(SHIM_SRCS) shim-posix/tools/splitft.c

@@ -6,7 +6,7 @@ UNIT_TESTS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
 define unit_rule
 $(BUILD)/tests/unit/$(1)/$(2): $(BUILD)/obj/tests/unit/$(1)/$(2).o $$($(1)_TEST_DEPS)
 	@mkdir -p $$(@D)
-	$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$< $$($(1)_TEST_DEPS) $$($(1)_TEST_LDLIBS) -lcriterion
+	$$(call step,LD,$$@)$$(CC) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$< $$($(1)_TEST_DEPS) $$($(1)_TEST_LDLIBS) -lcriterion
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(word 3,$(subst /, ,$(t))),$(basename $(notdir $(t))))))
 
@@ -18,7 +18,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(NCLS_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(RT_LDLIBS)
 .PHONY: fuzz-bins
 fuzz-bins: $(FUZZ_TARGETS)
 
@@ -30,7 +30,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(NCL_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS) $(LDLIBS_EXTRA)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS) $(LDLIBS_EXTRA)
 ALL_TARGETS += $(TOOL_BINS)
 LINT_SRCS += $(TOOL_SRCS)
 $(BUILD)/tests/tools/sqlite-bench: LDLIBS_EXTRA := -lsqlite3

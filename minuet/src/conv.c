@@ -121,12 +121,12 @@ typedef struct chunk_job {
     int c_in, c_out;
     size_t n_out, tile_rows;
     int tile_ch;
-    int xa, xb;      /* the scatter pass's offsets: a run of the chunk without the identity */
-    int xg0;         /* the GEMM pass's first offset */
-    size_t *blk;     /* [n] GEMM blocks of each offset in the pass */
-    size_t nblk;     /* the pass's blocks in all */
+    int xa, xb;         /* the scatter pass's offsets: a run of the chunk without the identity */
+    int xg0;            /* the GEMM pass's first offset */
+    size_t *blk;        /* [n] GEMM blocks of each offset in the pass */
+    size_t nblk;        /* the pass's blocks in all */
     atomic_size_t next; /* the GEMM pass's next block */
-    size_t *cursor;  /* [nt * n] scatter cursors */
+    size_t *cursor;     /* [nt * n] scatter cursors */
 } chunk_job;
 
 static const int32_t *gather_rows(const chunk_job *J, int k)
@@ -164,10 +164,7 @@ static void gather_part(void *arg, int t, int nt)
  * configuration. 512 rows keep a call's overhead (about 1 us) under 5 % from 16 channels on. */
 #define GEMM_ROWS 512
 
-static size_t blocks_of(size_t rows)
-{
-    return (rows + GEMM_ROWS - 1) / GEMM_ROWS;
-}
+static size_t blocks_of(size_t rows) { return (rows + GEMM_ROWS - 1) / GEMM_ROWS; }
 
 /* Block b of offset x's GEMM: its rows of A times the offset's weights into C (beta 0), or,
  * for the identity offset, its rows of the input into the output (beta 1). */
@@ -177,7 +174,8 @@ static void gemm_block(const chunk_job *J, int x, size_t b)
     bool ident = J->cnt[k] == 0;
     size_t n = ident ? J->n_out : J->cnt[k], r0 = b * GEMM_ROWS;
     size_t m = n - r0 < GEMM_ROWS ? n - r0 : GEMM_ROWS;
-    const float *a = ident ? J->in + r0 * (size_t)J->c_in : J->A + (J->at[x] + r0) * (size_t)J->c_in;
+    const float *a =
+        ident ? J->in + r0 * (size_t)J->c_in : J->A + (J->at[x] + r0) * (size_t)J->c_in;
     float *c = ident ? J->out + r0 * (size_t)J->c_out : J->C + (J->at[x] + r0) * (size_t)J->c_out;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, J->c_out, J->c_in, 1.0f, a,
                 J->c_in, weights(J, k), J->c_out, ident ? 1.0f : 0.0f, c, J->c_out);
@@ -443,7 +441,7 @@ mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const f
     int threads = mn_threads(o->threads);
     threads = threads < MAX_THREADS ? threads : MAX_THREADS;
     int blas_threads = openblas_get_num_threads(); /* the caller's, restored at the end */
-    openblas_set_num_threads(1); /* every GEMM call is one block on one thread */
+    openblas_set_num_threads(1);                   /* every GEMM call is one block on one thread */
     int *order = calloc((size_t)map->nk, sizeof *order); /* calloc: the analyzer sees it set */
     group *g = malloc((size_t)map->nk * sizeof *g);
     size_t *cnt = malloc((size_t)map->nk * sizeof *cnt), *at = malloc((size_t)map->nk * sizeof *at);

@@ -71,7 +71,8 @@ void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order, OPENBLAS_CONST enum CBLA
             float acc = 0;
             for (int q = 0; q < K; q++) {
                 int kk = back ? K - 1 - q : q;
-                acc += A[(size_t)i * (size_t)lda + (size_t)kk] * B[(size_t)kk * (size_t)ldb + (size_t)j];
+                acc += A[(size_t)i * (size_t)lda + (size_t)kk] *
+                       B[(size_t)kk * (size_t)ldb + (size_t)j];
             }
             float *o = &C[(size_t)i * (size_t)ldc + (size_t)j];
             *o = beta == 0.0f ? acc : beta * *o + acc;
@@ -122,18 +123,21 @@ static mn_coords scene(size_t points, double voxel)
 Test(blas, the_fake_sgemm_depends_on_the_call_shape)
 {
     int k = 48, n = 8;
+    size_t row = (size_t)n * sizeof(float);
     float *a = randf((size_t)16 * k, 1), *b = randf((size_t)k * n, 2), c13[13 * 8], c16[16 * 8];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 13, n, k, 1.0f, a, k, b, n, 0.0f, c13, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 16, n, k, 1.0f, a, k, b, n, 0.0f, c16, n);
-    cr_assert_eq(memcmp(c13, c16, 8 * n * sizeof(float)), 0, "the first 8 rows: one order");
-    cr_assert_neq(memcmp(c13 + 8 * n, c16 + 8 * n, 5 * n * sizeof(float)), 0,
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 13, n, k, 1.0f, a, k, b, n, 0.0f, c13,
+                n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 16, n, k, 1.0f, a, k, b, n, 0.0f, c16,
+                n);
+    cr_assert_eq(memcmp(c13, c16, 8 * row), 0, "the first 8 rows: one order");
+    cr_assert_neq(memcmp(c13 + 8 * (size_t)n, c16 + 8 * (size_t)n, 5 * row), 0,
                   "rows 8-12 of a 13-row call differ from those of a 16-row call");
     free(a);
     free(b);
 }
 
-static void same_bits_and_calls(const mn_coords *in, const mn_coords *out, int K, bool tr,
-                                int ci, int co, const char *what)
+static void same_bits_and_calls(const mn_coords *in, const mn_coords *out, int K, bool tr, int ci,
+                                int co, const char *what)
 {
     mn_kmap map;
     cr_assert_eq(mn_kmap_build(tr ? out : in, tr ? in : out, K, 1, 1, MN_SORT, 2, &map), MN_OK,
@@ -141,7 +145,8 @@ static void same_bits_and_calls(const mn_coords *in, const mn_coords *out, int K
     size_t n_in = in->n, n_out = out->n;
     float *f = randf(n_in * (size_t)ci, 3), *W = randf((size_t)map.nk * ci * co, 4);
     float *bias = randf((size_t)co, 5);
-    float *ref = malloc(n_out * (size_t)co * sizeof *ref), *y = malloc(n_out * (size_t)co * sizeof *y);
+    float *ref = malloc(n_out * (size_t)co * sizeof *ref),
+          *y = malloc(n_out * (size_t)co * sizeof *y);
     call *ref_calls = NULL;
     size_t ref_n = 0;
     double thr[] = {0.25, 0, 1, 1000};
