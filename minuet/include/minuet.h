@@ -121,6 +121,20 @@ typedef struct mn_conv_opts {
 mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
                   const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o);
 
+/* The backward pass of mn_conv with the same map, inputs, weights and options (transposed
+ * included), given d_out [n_out, c_out] = dL/d(out). Each output may be NULL (not wanted):
+ *   d_in [n_in, c_in]     the gradient through the transposed map: mn_conv with the map used
+ *                         the other way and each offset's weights transposed (same grouping,
+ *                         tiles, autotuning and determinism);
+ *   d_W [nk, c_in, c_out] per offset, the gathered input rows^T x the gathered d_out rows,
+ *                         summed over fixed blocks of pairs in order;
+ *   d_bias [c_out]        the column sums of d_out.
+ * The same bits whatever the threshold, tile, batching and thread count. in is needed for
+ * d_W, W for d_in. */
+mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int c_in,
+                           const float *W, int c_out, const float *d_out, size_t n_out, float *d_in,
+                           float *d_W, float *d_bias, const mn_conv_opts *o);
+
 /* ---- configuration and autotuning ------------------------------------------------------ */
 
 /* Read MINUET_DEVICE (cpu|cuda|auto, default auto), MINUET_TUNE (on|off, default on) and

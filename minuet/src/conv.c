@@ -81,10 +81,8 @@ static int make_groups(const mn_kmap *m, double thr, int *order, group *g)
 
 #define MAX_THREADS MN_RUN_MAX
 
-typedef void (*region_fn)(void *arg, int t, int nt);
-
 typedef struct region_arg {
-    region_fn fn;
+    mn_region_fn fn;
     void *arg;
     int t, nt;
 } region_arg;
@@ -96,8 +94,7 @@ static void *region_main(void *p)
     return NULL;
 }
 
-/* fn(arg, t, nt) for t in [0, nt), the caller taking t = 0 (mn_parts_run). */
-static void region(int nt, region_fn fn, void *arg)
+void mn_region(int nt, mn_region_fn fn, void *arg)
 {
     nt = nt < 1 ? 1 : nt > MAX_THREADS ? MAX_THREADS : nt;
     region_arg ra[MAX_THREADS];
@@ -209,7 +206,7 @@ static void run_gemms(chunk_job *J, int x0, int x1, int threads)
     J->xg0 = x0;
     J->nblk = nblk;
     atomic_store(&J->next, 0);
-    region(nblk < (size_t)threads ? (int)nblk : threads, gemm_part, J);
+    mn_region(nblk < (size_t)threads ? (int)nblk : threads, gemm_part, J);
 }
 
 size_t mn_rows_below(const int32_t *rows, size_t n, size_t r)
@@ -289,8 +286,8 @@ static size_t chunk(const size_t *cnt, const int *ks, int x0, int n, size_t widt
 /* Arguments that do not fit, and maps that could not come from mn_kmap_build: pairs outside
  * the arrays, scatter rows not strictly ascending within an offset (the parallel scatter
  * relies on both). */
-static mn_status check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
-                            size_t n_out, const mn_conv_opts *o)
+mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
+                             size_t n_out, const mn_conv_opts *o)
 {
     if (c_in < 1 || c_out < 1 || !map || map->nk < 1)
         return mn_fail(MN_EINVAL, "channels %d -> %d: both must be at least 1", c_in, c_out);
@@ -363,7 +360,7 @@ static void run_chunk(chunk_job *J, size_t rows, size_t max_rows, size_t batch_r
                       double t[3])
 {
     double t0 = mn_seconds();
-    region(threads_for(rows, threads), gather_part, J);
+    mn_region(threads_for(rows, threads), gather_part, J);
     double t1 = mn_seconds();
     if (J->n > 1 && max_rows <= batch_rows) { /* the batched form */
         int x = 0;
@@ -389,7 +386,7 @@ static void run_chunk(chunk_job *J, size_t rows, size_t max_rows, size_t batch_r
         if (xb > xa) {
             J->xa = xa;
             J->xb = xb;
-            region(threads_for(seg, threads), scatter_part, J);
+            mn_region(threads_for(seg, threads), scatter_part, J);
         }
         if (xb < J->n) {
             double ti = mn_seconds();
@@ -411,7 +408,7 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
     mn_conv_opts def = {.group_threshold = MN_DEFAULT_GROUP_THRESHOLD};
     if (!o)
         o = &def;
-    mn_status s = check_args(map, in, n_in, c_in, c_out, n_out, o);
+    mn_status s = mn_conv_check_args(map, in, n_in, c_in, c_out, n_out, o);
     if (s != MN_OK)
         return s;
     mn_conv_opts tuned;

@@ -37,10 +37,18 @@ mn_status mn_tune_parse(const char *buf, size_t len, size_t *entries);
 void mn_tune_forget(void);
 /* The first of rows[0..n) (ascending) at or after row r: how many are below r (conv.c). */
 size_t mn_rows_below(const int32_t *rows, size_t n, size_t r);
+/* mn_conv's argument checks: channels, options, the map against the shapes (rows inside the
+ * arrays, scatter rows ascending), finite features (conv.c). */
+mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
+                             size_t n_out, const mn_conv_opts *o);
 /* mn_conv after its argument checks (o->autotune ignored): for the tuner's candidates. */
 mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const float *W,
                           const float *bias, int c_out, float *out, size_t n_out,
                           const mn_conv_opts *o);
+
+/* fn(arg, t, nt) for t in [0, nt) on the worker pool, the caller taking t = 0 (conv.c). */
+typedef void (*mn_region_fn)(void *arg, int t, int nt);
+void mn_region(int nt, mn_region_fn fn, void *arg);
 
 /* Kernel maps (kmap.c): whether submanifold maps of odd K (the same rows in and out) search
  * only the offsets below the centre and mirror the rest (default on). Returns the previous
