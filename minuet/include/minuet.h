@@ -52,6 +52,13 @@ mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads);
  * out->c is malloc'd. */
 mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *out);
 
+/* Output coordinates of a strided or padded convolution in the grid convention of spconv and
+ * PyTorch, in output-grid units: every (b, o) with 0 <= o < out_shape such that
+ * o * stride - padding + k * dilation is an input coordinate for some k in [0, K), in each
+ * dimension; unique and sorted. out->c is malloc'd. */
+mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, int dilation,
+                          const int out_shape[3], int threads, mn_coords *out);
+
 /* ---- kernel maps ------------------------------------------------------------------------ */
 
 typedef enum mn_method { MN_SORT = 0, MN_HASH = 1 } mn_method;

@@ -781,6 +781,35 @@ static int64_t floor_to(int64_t v, int64_t f)
     return q * f;
 }
 
+/* Sort the n rows of c (malloc'd, taken) and keep one of each: *out. */
+static mn_status sort_unique(int32_t *c, size_t n, int threads, mn_coords *out)
+{
+    mn_coords all = {c, n};
+    /* calloc: the analyzer cannot see mn_sort_index fill it */
+    uint32_t *perm = calloc(n ? n : 1, sizeof *perm);
+    int32_t *tmp = malloc((n ? n : 1) * 4 * sizeof *tmp);
+    mn_status st =
+        perm && tmp ? mn_sort_index(&all, perm, threads) : mn_fail(MN_ENOMEM, "out of memory");
+    if (st != MN_OK || !perm || !tmp) {
+        free(perm);
+        free(tmp);
+        free(c);
+        return st;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) { /* keep the first of each run */
+        const int32_t *r = c + 4 * (size_t)perm[i];
+        if (m > 0 && memcmp(tmp + 4 * (m - 1), r, 4 * sizeof *r) == 0)
+            continue;
+        memcpy(tmp + 4 * m++, r, 4 * sizeof *r);
+    }
+    free(perm);
+    free(c);
+    out->c = tmp;
+    out->n = m;
+    return MN_OK;
+}
+
 mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *out)
 {
     memset(out, 0, sizeof *out);
@@ -796,31 +825,68 @@ mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *ou
         for (int d = 1; d < 4; d++)
             c[4 * i + d] = (int32_t)floor_to(in->c[4 * i + d], f);
     }
-    mn_coords all = {c, in->n};
-    /* calloc: the analyzer cannot see mn_sort_index fill it */
-    uint32_t *perm = calloc(in->n ? in->n : 1, sizeof *perm);
-    int32_t *tmp = malloc((in->n ? in->n : 1) * 4 * sizeof *tmp);
-    mn_status st = perm && tmp ? mn_sort_index(&all, perm, 1) : mn_fail(MN_ENOMEM, "out of memory");
-    if (st != MN_OK || !perm || !tmp) {
-        free(perm);
-        free(tmp);
-        free(c);
-        return st;
+    return sort_unique(c, in->n, 1, out);
+}
+
+mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, int dilation,
+                          const int out_shape[3], int threads, mn_coords *out)
+{
+    memset(out, 0, sizeof *out);
+    if (K < 1 || K > 15 || stride < 1 || padding < 0 || dilation < 1 || stride > (1 << 20) ||
+        padding > (1 << 20) || dilation > (1 << 20))
+        return mn_fail(MN_EINVAL,
+                       "kernel %d, stride %d, padding %d, dilation %d: accepted a kernel of "
+                       "1 to 15, stride and dilation >= 1, padding >= 0",
+                       K, stride, padding, dilation);
+    for (int d = 0; d < 3; d++)
+        if (out_shape[d] < 1)
+            return mn_fail(MN_EINVAL, "output shape %d x %d x %d: every size must be >= 1",
+                           out_shape[0], out_shape[1], out_shape[2]);
+    /* Per input row and dimension, the outputs it reaches: o = (x + padding - k * dilation) /
+     * stride for the k that divide exactly and land inside the shape. */
+    /* k per dimension that divide exactly: k * dilation is fixed mod stride, so k runs over
+     * one residue mod stride / gcd(dilation, stride). */
+    int g = stride, h = dilation;
+    while (h) {
+        int t = g % h;
+        g = h;
+        h = t;
     }
-    size_t m = 0;
-    for (size_t i = 0; i < in->n; i++) { /* keep the first of each run */
-        const int32_t *r = c + 4 * (size_t)perm[i];
-        if (m > 0 && memcmp(tmp + 4 * (m - 1), r, 4 * sizeof *r) == 0)
-            continue;
-        memcpy(tmp + 4 * m++, r, 4 * sizeof *r);
+    int period = stride / g;
+    size_t reach = (size_t)((K + period - 1) / period);
+    size_t per = reach * reach * reach;
+    size_t cap = in->n * per;
+    int32_t *c = malloc((cap ? cap : 1) * 4 * sizeof *c);
+    if (!c)
+        return mn_fail(MN_ENOMEM, "out of memory for %zu candidate outputs", in->n * per);
+    size_t n = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        int32_t o[3][16];
+        int no[3];
+        for (int d = 0; d < 3; d++) {
+            no[d] = 0;
+            for (int k = 0; k < K; k++) {
+                int64_t v = (int64_t)in->c[4 * i + 1 + d] + padding - (int64_t)k * dilation;
+                if (v < 0 || v % stride)
+                    continue;
+                v /= stride;
+                if (v < out_shape[d])
+                    o[d][no[d]++] = (int32_t)v;
+            }
+        }
+        for (int a = 0; a < no[0]; a++)
+            for (int b = 0; b < no[1]; b++)
+                for (int e = 0; e < no[2]; e++) {
+                    if (n == cap) { /* cannot happen: per bounds each row's outputs */
+                        free(c);
+                        return mn_fail(MN_EINVAL, "internal: more candidate outputs than bounded");
+                    }
+                    int32_t *r = c + 4 * n++;
+                    r[0] = in->c[4 * i];
+                    r[1] = o[0][a];
+                    r[2] = o[1][b];
+                    r[3] = o[2][e];
+                }
     }
-    free(perm);
-    free(c);
-    if (st != MN_OK) {
-        free(tmp);
-        return st;
-    }
-    out->c = tmp;
-    out->n = m;
-    return MN_OK;
+    return sort_unique(c, n, threads, out);
 }

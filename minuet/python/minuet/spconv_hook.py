@@ -1,0 +1,359 @@
+"""The spconv hook: spconv's SubMConv3d, SparseConv3d and SparseInverseConv3d run through
+libminuet, forward and backward, with spconv's semantics.
+
+install() patches spconv.pytorch's convolution forward; MINUET_HOOK=spconv does it at start-up
+(scripts/minuet-run sets it). What the hook does not support runs spconv's own code, with one
+line on stderr per reason (once). MINUET_LOG=info prints, per layer, which path ran.
+
+How a layer runs through Minuet:
+  - the input's coordinates are sorted once (mn_sort; cached per indices tensor) and the
+    features permuted into that order when it is not the identity; outputs of strided
+    convolutions are produced sorted, so deeper layers need no permutation;
+  - subm: a submanifold map of the sorted coordinates; strided: the output sites
+    (mn_conv_outputs: spconv's grid convention, padding and dilation included) and a map
+    between them, the outputs placed in input space (o*stride - padding, centred for odd K);
+  - inverse: the map of the SparseConv3d with the same indice_key, used the other way, the
+    outputs being that convolution's inputs in their original order;
+  - weights [C_out, K, K, K, C_in] (spconv's KRSC layout) become [K^3, C_in, C_out];
+  - autograd: forward mn_conv, backward mn_conv_backward (the same maps);
+  - the maps live in the SparseConvTensor's indice_dict under the layer's indice_key, as
+    spconv's do (a MinuetIndiceData; layers falling back to spconv can still reuse it: its
+    indice_pairs are converted to spconv's format on first use).
+libminuet's threads follow torch.get_num_threads(); OpenBLAS's own setting is restored.
+"""
+import os
+import sys
+import weakref
+
+import numpy as np
+import torch
+
+import minuet
+
+_LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
+_warned = set()
+_installed = {}
+
+
+def _log_level():
+    v = os.environ.get("MINUET_LOG", "warn").lower()
+    if v not in _LEVELS:
+        raise ValueError(f"MINUET_LOG={v!r}: accepted error, warn, info, debug")
+    return _LEVELS[v]
+
+
+def _info(msg):
+    if _log_level() >= 2:
+        print(f"minuet: {msg}", file=sys.stderr, flush=True)
+
+
+def _fallback(reason):
+    if reason not in _warned and _log_level() >= 1:
+        _warned.add(reason)
+        print(f"minuet: warning: running spconv's own code: {reason}", file=sys.stderr,
+              flush=True)
+
+
+# -- the sorted order of an indices tensor, cached while the tensor is unchanged ------------
+
+_sorted_cache = {}  # id(tensor) -> (weakref, version, result); entries die with the tensor
+
+
+def _sorted(indices):
+    """(sorted int32 coordinates, perm or None, inverse perm or None) of an indices tensor."""
+    hit = _sorted_cache.get(id(indices))
+    if hit is not None and hit[0]() is indices and hit[1] == indices._version:
+        return hit[2]
+    s, perm = minuet.sort(indices, threads=torch.get_num_threads())
+    if torch.equal(perm, torch.arange(perm.shape[0])):
+        res = (s, None, None)
+    else:
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.shape[0])
+        res = (s, perm, inv)
+    key = id(indices)
+    _sorted_cache[key] = (weakref.ref(indices, lambda _: _sorted_cache.pop(key, None)),
+                          indices._version, res)
+    return res
+
+
+# -- the indice data ----------------------------------------------------------------------
+
+def _indice_data_base():
+    from spconv.pytorch.core import IndiceData
+    return IndiceData
+
+
+class _Lazy:
+    pass
+
+
+def _make_indice_data_class():
+    IndiceData = _indice_data_base()
+
+    class MinuetIndiceData(IndiceData):
+        """spconv's IndiceData with Minuet's map. indice_pairs / indice_pair_num are built in
+        spconv's format only if a layer running spconv's code reuses this key."""
+
+        def __init__(self, out_indices, indices, kmap, in_perm, spatial_shape,
+                     out_spatial_shape, is_subm, algo, ksize, stride, dilation, padding):
+            self.out_indices = out_indices
+            self.indices = indices
+            self.kmap = kmap
+            self.in_perm = in_perm  # sorted input row r is original row in_perm[r] (None: same)
+            self.spatial_shape = spatial_shape
+            self.out_spatial_shape = out_spatial_shape
+            self.is_subm = is_subm
+            self.algo = algo
+            self.ksize = ksize
+            self.stride = stride
+            self.dilation = dilation
+            self.padding = padding
+            self.voxel_num = None
+            self._pairs = None
+
+        def _spconv_pairs(self):
+            if self._pairs is None:
+                n = self.indices.shape[0]
+                nk = self.kmap.offsets
+                pairs = torch.full((2, nk, max(n, 1)), -1, dtype=torch.int32)
+                num = torch.zeros(nk, dtype=torch.int32)
+                perm = self.in_perm
+                for k in range(nk):
+                    pi, po = self.kmap.pairs(k)
+                    pi = torch.from_numpy(pi).long()
+                    po = torch.from_numpy(po).long()
+                    if perm is not None:  # sorted rows -> original rows
+                        pi = perm[pi]
+                        if self.is_subm:
+                            po = perm[po]
+                    pairs[0, k, :len(pi)] = pi.int()
+                    pairs[1, k, :len(po)] = po.int()
+                    num[k] = len(pi)
+                self._pairs = (pairs, num)
+            return self._pairs
+
+        @property
+        def indice_pairs(self):
+            return self._spconv_pairs()[0]
+
+        @indice_pairs.setter
+        def indice_pairs(self, v):
+            raise AttributeError("MinuetIndiceData: indice_pairs is derived from the map")
+
+        @property
+        def indice_pair_num(self):
+            return self._spconv_pairs()[1]
+
+        @indice_pair_num.setter
+        def indice_pair_num(self, v):
+            raise AttributeError("MinuetIndiceData: indice_pair_num is derived from the map")
+
+    return MinuetIndiceData
+
+
+MinuetIndiceData = None
+
+
+# -- autograd -------------------------------------------------------------------------------
+
+class _ConvFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats, W, bias, kmap, transposed, n_out):
+        th = torch.get_num_threads()
+        y = minuet.conv(kmap, feats.contiguous(), W, bias, n_out=n_out, transposed=transposed,
+                        threads=th)
+        ctx.save_for_backward(feats, W)
+        ctx.kmap, ctx.transposed, ctx.has_bias = kmap, transposed, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        feats, W = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        di, dw, db = minuet.conv_backward(
+            ctx.kmap, feats.contiguous(), W, gy.contiguous(), transposed=ctx.transposed,
+            need_input=need[0], need_weight=need[1], need_bias=ctx.has_bias and need[2],
+            threads=torch.get_num_threads())
+        return di, dw, db, None, None, None
+
+
+# -- the layer ------------------------------------------------------------------------------
+
+def _scalar(v, what):
+    v = list(v) if isinstance(v, (list, tuple)) else [v] * 3
+    if len(set(v)) != 1:
+        return None, f"per-axis {what} {tuple(v)}"
+    return int(v[0]), None
+
+
+def _unsupported(self, input, weight, add_input, act_type):
+    from spconv.core import ConvAlgo
+    from spconv.constants import ALL_WEIGHT_IS_KRSC
+    from cumm import tensorview as tv
+    f = input.features
+    if f.device.type != "cpu":
+        return f"tensors on {f.device}: Minuet's CUDA backend is not built"
+    if f.dtype != torch.float32 or weight.dtype != torch.float32:
+        return f"dtype {f.dtype}/{weight.dtype}: Minuet computes float32"
+    if self.ndim != 3:
+        return f"a {self.ndim}-D convolution: Minuet is 3-D"
+    if input.is_quantized or add_input is not None or act_type != tv.gemm.Activation.None_:
+        return "quantized, fused add or fused activation"
+    if self.algo != ConvAlgo.Native or not ALL_WEIGHT_IS_KRSC:
+        return f"algorithm {self.algo} / weight layout other than spconv 2's KRSC"
+    if self.transposed and not self.inverse:
+        return "SparseConvTranspose3d (only SubMConv3d, SparseConv3d, SparseInverseConv3d)"
+    if any(int(x) != 0 for x in (self.output_padding if isinstance(self.output_padding, (list, tuple)) else [self.output_padding])):
+        return "output padding"
+    for what in ("kernel_size", "stride", "padding", "dilation"):
+        _, why = _scalar(getattr(self, what), what.replace("_", " "))
+        if why:
+            return why
+    K = _scalar(self.kernel_size, "")[0]
+    if self.subm and K % 2 == 0:
+        return "a submanifold convolution of even kernel size"
+    if self.subm and _scalar(self.stride, "")[0] != 1:
+        return "a submanifold convolution with stride"
+    if K > 15:
+        return f"kernel size {K}: Minuet takes 1 to 15"
+    if self.indice_key is not None:
+        d = input.find_indice_pair(self.indice_key)
+        if d is not None and not isinstance(d, MinuetIndiceData):
+            return f"indice_key {self.indice_key!r} was made by spconv's own code"
+    if self.inverse:
+        d = input.find_indice_pair(self.indice_key)
+        if d is None:
+            return None  # spconv's own assertion explains it
+    return None
+
+
+def _hooked_conv_forward(self, training, input, weight, bias, add_input=None,
+                         channel_scale=None, output_scale=None, name=None,
+                         sparse_unique_name="", act_type=None, act_alpha=0, act_beta=0):
+    from cumm import tensorview as tv
+    orig = _installed["conv_forward"]
+    if act_type is None:
+        act_type = tv.gemm.Activation.None_
+    args = (self, training, input, weight, bias, add_input, channel_scale, output_scale, name,
+            sparse_unique_name, act_type, act_alpha, act_beta)
+    if self.conv1x1:  # a plain matmul in spconv too
+        _info(f"{self._layer_name()}: 1x1 kernel, spconv's matmul")
+        return orig(*args)
+    why = _unsupported(self, input, weight, add_input, act_type)
+    if why is not None:
+        _fallback(why)
+        _info(f"{self._layer_name()}: spconv ({why})")
+        return orig(*args)
+    return _minuet_forward(self, input, weight, bias)
+
+
+def _layer_name(self):
+    kind = "SubMConv3d" if self.subm else "SparseInverseConv3d" if self.inverse else "SparseConv3d"
+    return f"{kind}({self.in_channels}->{self.out_channels}, K={self.kernel_size})"
+
+
+def _minuet_forward(self, input, weight, bias):
+    from spconv.pytorch import ops
+    assert input.features.shape[1] == self.in_channels, "channel size mismatch"
+    K = _scalar(self.kernel_size, "")[0]
+    s = _scalar(self.stride, "")[0]
+    p = _scalar(self.padding, "")[0]
+    d = _scalar(self.dilation, "")[0]
+    spatial_shape = input.spatial_shape
+    indices = input.indices
+    feats = input.features
+    indice_dict = input.indice_dict.copy()
+    datas = input.find_indice_pair(self.indice_key)
+    reused = datas is not None
+    # Minuet's weights: [K^3, C_in, C_out] from spconv's [C_out, K, K, K, C_in].
+    W = weight.reshape(weight.shape[0], -1, weight.shape[-1]).permute(1, 2, 0).contiguous()
+    if self.inverse:
+        assert datas is not None and self.indice_key is not None
+        assert datas.is_subm is False, "inverse conv can only be used with standard conv and pool ops."
+        self._check_inverse_reuse_valid(input, spatial_shape, datas)
+        # The convolution's outputs are our inputs (its sorted order); its inputs our outputs.
+        n_out = datas.indices.shape[0]
+        y = _ConvFn.apply(feats, W, bias, datas.kmap, True, n_out)
+        if datas.in_perm is not None:  # back to the convolution's input order
+            inv = torch.empty_like(datas.in_perm)
+            inv[datas.in_perm] = torch.arange(n_out)
+            y = y[inv]
+        outids, out_spatial_shape = datas.indices, datas.spatial_shape
+    else:
+        if self.subm:
+            out_spatial_shape = spatial_shape
+        else:
+            out_spatial_shape = ops.get_conv_output_size(spatial_shape, self.kernel_size,
+                                                         self.stride, self.padding, self.dilation)
+        if reused:
+            assert self.subm, "only support reuse subm indices"
+            self._check_subm_reuse_valid(input, spatial_shape, datas)
+        else:
+            datas = _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d)
+            if self.indice_key is not None:
+                msg = f"your indice key {self.indice_key} already exists in this sparse tensor."
+                assert self.indice_key not in indice_dict, msg
+                indice_dict[self.indice_key] = datas
+        x = feats if datas.in_perm is None else feats[datas.in_perm]
+        n_out = datas.out_indices.shape[0]
+        y = _ConvFn.apply(x, W, bias, datas.kmap, False, n_out)
+        if self.subm and datas.in_perm is not None:
+            inv = torch.empty_like(datas.in_perm)
+            inv[datas.in_perm] = torch.arange(n_out)
+            y = y[inv]
+        outids = datas.out_indices
+    _info(f"{self._layer_name()}: minuet, {feats.shape[0]} -> {y.shape[0]} voxels, map "
+          f"{'reused' if reused else 'built'}")
+    out = input.shadow_copy()
+    out = out.replace_feature(y)
+    out.indices = outids
+    out.indice_dict = indice_dict
+    out.spatial_shape = out_spatial_shape
+    return out
+
+
+def _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d):
+    from spconv.core import ConvAlgo
+    th = torch.get_num_threads()
+    srt, perm, _ = _sorted(indices)
+    if self.subm:
+        kmap = minuet.kernel_map(srt, srt, K, 1, d, threads=th)
+        out_indices = indices
+    else:
+        outs = minuet.conv_outputs(srt, K, s, p, d, out_spatial_shape, threads=th)
+        q = outs.clone()
+        q[:, 1:] = outs[:, 1:] * s - p + (K // 2) * d * (K % 2)
+        kmap = minuet.kernel_map(srt, q, K, 1, d, threads=th)
+        out_indices = outs
+    return MinuetIndiceData(out_indices, indices, kmap, perm, spatial_shape, out_spatial_shape,
+                            self.subm, ConvAlgo.Native, self.kernel_size, self.stride,
+                            self.dilation, self.padding)
+
+
+def install():
+    """Route spconv.pytorch's convolutions through Minuet (idempotent)."""
+    global MinuetIndiceData
+    if _installed:
+        return
+    _log_level()  # a malformed MINUET_LOG is an error now, not at the first layer
+    minuet.device()  # likewise MINUET_DEVICE
+    from spconv.pytorch import conv as spconv_conv
+    from spconv.pytorch import ops
+    MinuetIndiceData = _make_indice_data_class()
+    base = spconv_conv.SparseConvolutionBase
+    _installed["conv_forward"] = base._conv_forward
+    base._conv_forward = _hooked_conv_forward
+    base._layer_name = _layer_name
+    if not torch.cuda.is_available():
+        # spconv 2.3.8's CPU backward asks torch.cuda for a stream and fails without an
+        # NVIDIA driver; its layers that fall back would then not train on the CPU.
+        ops.get_current_stream = lambda: 0
+    _info("spconv hook installed")
+
+
+def uninstall():
+    """Restore spconv's own convolution forward."""
+    from spconv.pytorch import conv as spconv_conv
+    if _installed:
+        spconv_conv.SparseConvolutionBase._conv_forward = _installed.pop("conv_forward")
