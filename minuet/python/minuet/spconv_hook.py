@@ -250,12 +250,21 @@ def _hooked_conv_forward(self, training, input, weight, bias, add_input=None,
 
 def _layer_name(self):
     kind = "SubMConv3d" if self.subm else "SparseInverseConv3d" if self.inverse else "SparseConv3d"
-    return f"{kind}({self.in_channels}->{self.out_channels}, K={self.kernel_size})"
+    k = self.kernel_size
+    k = k[0] if isinstance(k, (list, tuple)) and len(set(k)) == 1 else k
+    return f"{kind}({self.in_channels}->{self.out_channels}, K={k})"
 
 
 def _minuet_forward(self, input, weight, bias):
     from spconv.pytorch import ops
-    assert input.features.shape[1] == self.in_channels, "channel size mismatch"
+    if input.features.dim() != 2 or input.features.shape[1] != self.in_channels:
+        raise ValueError(f"{self._layer_name()}: features of shape {tuple(input.features.shape)}"
+                         f" for {self.in_channels} input channels")
+    if input.indices.shape[0] == 0:
+        raise ValueError(f"{self._layer_name()}: an empty SparseConvTensor (no voxels)")
+    if input.indices.shape[0] != input.features.shape[0]:
+        raise ValueError(f"{self._layer_name()}: {input.indices.shape[0]} coordinates for "
+                         f"{input.features.shape[0]} feature rows")
     K = _scalar(self.kernel_size, "")[0]
     s = _scalar(self.stride, "")[0]
     p = _scalar(self.padding, "")[0]
@@ -316,6 +325,11 @@ def _minuet_forward(self, input, weight, bias):
 def _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d):
     from spconv.core import ConvAlgo
     th = torch.get_num_threads()
+    lo = indices.min(0).values.tolist()
+    hi = indices.max(0).values.tolist()
+    if lo[0] < 0 or any(lo[1:][x] < 0 or hi[1:][x] >= spatial_shape[x] for x in range(3)):
+        raise ValueError(f"{self._layer_name()}: coordinates span {lo} .. {hi} (batch, then "
+                         f"the axes), outside the spatial shape {list(spatial_shape)}")
     srt, perm, _ = _sorted(indices)
     if self.subm:
         kmap = minuet.kernel_map(srt, srt, K, 1, d, threads=th)
