@@ -120,7 +120,7 @@ typedef struct mn_conv_opts {
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be
  * NULL). in: [n_in, c_in], W: [nk, c_in, c_out], out: [n_out, c_out]. With transposed, the
- * pairs are used as (o, i). Gather, grouped GEMM (OpenBLAS, in 512-row single-threaded
+ * pairs are used as (o, i). Gather, grouped GEMM (OpenBLAS, in 2048-row single-threaded
  * blocks; OpenBLAS's thread setting restored on return), scatter. The same bits for any
  * group_threshold, batch_rows, tile, autotuner choice and thread count (the GEMM calls are
  * the same in each); across machines and BLAS builds, only agreement within float32
