@@ -50,8 +50,13 @@ ncl_setup() {
 }
 ncl_peers() { "$ROOT/scripts/ncl-peers" "$@"; }
 
-# count_lines FILE PREFIX: lines of FILE starting with PREFIX.
-count_lines() { grep -c "^$2" "$1" 2>/dev/null || true; }
+# count_lines FILE PREFIX: lines of FILE starting with PREFIX; 0 while FILE does not exist
+# yet (grep then prints nothing, and callers compare the count as a number).
+count_lines() {
+  local n
+  n=$(grep -c "^$2" "$1" 2>/dev/null) || true
+  echo "${n:-0}"
+}
 
 # wait_lines FILE PREFIX N [SECONDS]: until FILE has N lines starting with PREFIX.
 wait_lines() {
@@ -60,6 +65,33 @@ wait_lines() {
     [ $SECONDS -lt $deadline ] || fail "timed out waiting for $3 '$2' lines in $1 ($(count_lines "$1" "$2") so far)"
     sleep 0.05
   done
+}
+
+# ncl_wait_caught_up HOST:PORT MIN [SECONDS]: until the peer at HOST:PORT has started at
+# least MIN catch-ups (its STATS "catch_ups") and finished them (no client's log is
+# "catching_up" any more), polled: how long a rejoin takes depends on the machine's load.
+ncl_wait_caught_up() {
+  local deadline=$((SECONDS + ${3:-30})) j
+  while :; do
+    j=$("$BIN/splitft" --peers "$1" stats 2>&1) || true
+    python3 - "$2" "$j" <<'PY' && return 0
+import json, sys
+try:
+    s = json.loads(sys.argv[2])["stats"]
+except (ValueError, KeyError):
+    sys.exit(1)  # down or unreachable: not caught up yet
+done = s["catch_ups"] >= int(sys.argv[1]) and s["clients"]
+sys.exit(0 if done and not any(c["catching_up"] for c in s["clients"]) else 1)
+PY
+    [ $SECONDS -lt $deadline ] || fail "peer $1 not caught up after ${3:-30} s (want $2 catch-ups): $j"
+    sleep 0.1
+  done
+}
+
+# ncl_catch_ups HOST:PORT: the catch-ups the peer at HOST:PORT has started so far.
+ncl_catch_ups() {
+  "$BIN/splitft" --peers "$1" stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["catch_ups"])' ||
+    fail "no statistics from peer $1"
 }
 
 # pid_alive PID: running and not a zombie.

@@ -277,15 +277,42 @@ def resp(sock, *args):
     return data
 
 
+def free_port():
+    """A TCP port nothing listens on now: the kernel's pick for port 0 (from its ephemeral
+    range, clear of the NCL peers' ports below 32768)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_pid(sock):
+    """process_id from INFO server (a bulk reply, read whole)."""
+    data = resp(sock, "INFO", "server")
+    head, _, body = data.partition(b"\r\n")
+    while len(body) < int(head[1:]) + 2:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("redis closed the connection")
+        body += chunk
+    m = re.search(rb"process_id:(\d+)", body)
+    return int(m.group(1)) if m else None
+
+
 def redis_start(env, port):
     fsync = "no" if env.mode == "weak" else "always"
-    p = env.spawn(["redis-server", "--port", str(port), "--dir", env.mnt, "--appendonly", "yes",
-                   "--appendfsync", fsync, "--save", "", "--daemonize", "no", "--loglevel", "warning"],
+    p = env.spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", env.mnt,
+                   "--appendonly", "yes", "--appendfsync", fsync, "--save", "", "--daemonize", "no",
+                   "--loglevel", "warning"],
                   stdout=open(os.path.join(env.tmp, "redis.log"), "a"))
     for _ in range(300):
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
             if b"PONG" in resp(s, "PING"):
+                # Ours, not another server on this port (scripts/splitft-run execs, so the
+                # pid we spawned is redis-server's).
+                pid = redis_pid(s)
+                if pid != p.pid:
+                    fail(f"port {port} is answered by another redis-server (pid {pid}, ours {p.pid})")
                 return p, s
         except OSError:
             pass
@@ -296,7 +323,7 @@ def redis_start(env, port):
 
 
 def redis(env):
-    port = 26500 + os.getpid() % 1000
+    port = free_port()
     p, s = redis_start(env, port)
     if env.mode == "flusher":
         # The flusher (every 300 ms here) makes logged data durable in the files and trims
