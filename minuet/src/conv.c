@@ -180,7 +180,8 @@ static void gemm_block(const chunk_job *J, int x, size_t b)
                 J->c_in, weights(J, k), J->c_out, ident ? 1.0f : 0.0f, c, J->c_out);
 }
 
-/* Threads take the blocks of offsets [xg0, xg1) in turn, from a shared counter. */
+/* Threads take the pass's blocks in turn from a shared counter: block i is found by walking
+ * the offsets from xg0, blk[x] blocks each. */
 static void gemm_part(void *arg, int t, int nt)
 {
     (void)t;
@@ -188,7 +189,7 @@ static void gemm_part(void *arg, int t, int nt)
     chunk_job *J = arg;
     for (size_t i; (i = atomic_fetch_add(&J->next, 1)) < J->nblk;) {
         int x = J->xg0;
-        while (i >= J->blk[x]) /* blk: the blocks before each offset, cumulative */
+        while (i >= J->blk[x])
             i -= J->blk[x++];
         gemm_block(J, x, i);
     }
