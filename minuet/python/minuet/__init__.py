@@ -16,6 +16,7 @@ input) carrying the library's message.
 The spconv hook is minuet.spconv_hook (install(), or MINUET_HOOK=spconv with scripts/minuet-run).
 """
 import ctypes
+import threading
 
 import numpy as np
 
@@ -200,9 +201,24 @@ def kernel_map(in_coords, out_coords, K, tensor_stride=1, dilation=1, method="so
     return m
 
 
+class _Workspace(threading.local):
+    """Each thread's mn_workspace: the gathered rows and GEMM results of one convolution,
+    kept for the next instead of allocated and faulted in again for every call."""
+
+    def __init__(self):
+        self.ws = _lib.Workspace()
+
+    def __del__(self):
+        if _lib is not None and self.ws.buf:
+            _lib.mn_workspace_free(ctypes.byref(self.ws))
+
+
+_workspace = _Workspace()
+
+
 def _opts(transposed, threads, autotune):
     return _lib.ConvOpts(group_threshold=0.25, threads=threads, transposed=bool(transposed),
-                         autotune=bool(autotune))
+                         autotune=bool(autotune), ws=ctypes.pointer(_workspace.ws))
 
 
 def _weights(w, kmap, c_in, what="weight"):

@@ -90,6 +90,7 @@ mn_conv_backward = _proto("mn_conv_backward", ctypes.c_int, P(KMap), c_float_p, 
                           c_float_p, c_float_p, c_float_p, P(ConvOpts))
 mn_config = _proto("mn_config", ctypes.c_int)
 mn_device = _proto("mn_device", ctypes.c_char_p)
+mn_workspace_free = _proto("mn_workspace_free", None, P(Workspace))
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [ctypes.c_void_p]
 libc.free.restype = None
