@@ -158,7 +158,8 @@ static void gather_part(void *arg, int t, int nt)
 }
 
 /* Rows per GEMM call. A constant: the blocks, and so the bits, never depend on the
- * configuration. OpenBLAS's single-threaded sgemm on this project's 2-core VM (AVX-512):
+ * configuration. OpenBLAS's single-threaded sgemm on this project's 2-core VM (AVX-512; by
+ * hand, cblas_sgemm timed in a loop):
  * 16x16 channels 21 GFLOP/s at 512 rows, 49 at 2048, 35 at 32768 (the blocks leave the
  * cache); 64x64: 87 at 2048, 51 at 32768; 256x256 about 110 from 1024 rows on. */
 #define GEMM_ROWS 2048
@@ -322,17 +323,21 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
     return MN_OK;
 }
 
+bool mn_identity_offset(const mn_kmap *map, int k, size_t n_out)
+{
+    bool ident = map->count[k] == n_out && n_out > 0;
+    for (size_t p = 0; ident && p < map->count[k]; p++)
+        ident = (size_t)map->in[k][p] == p && (size_t)map->out[k][p] == p;
+    return ident;
+}
+
 /* cnt[k]: the rows offset k puts in the workspace: its pairs, or 0 for the identity offset
  * (a submanifold map's centre: pair p is (p, p) for every output row), which needs no gather
  * and no scatter: its GEMM reads `in` and adds into `out` directly (beta 1). */
 static void workspace_rows(const mn_kmap *map, size_t n_out, size_t *cnt)
 {
-    for (int k = 0; k < map->nk; k++) {
-        bool ident = map->count[k] == n_out && n_out > 0;
-        for (size_t p = 0; ident && p < map->count[k]; p++)
-            ident = (size_t)map->in[k][p] == p && (size_t)map->out[k][p] == p;
-        cnt[k] = ident ? 0 : map->count[k];
-    }
+    for (int k = 0; k < map->nk; k++)
+        cnt[k] = mn_identity_offset(map, k, n_out) ? 0 : map->count[k];
 }
 
 /* Grow the workspace to `bytes`. */
@@ -412,8 +417,14 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
     if (!o)
         o = &def;
     mn_status s = mn_conv_check_args(map, in, n_in, c_in, c_out, n_out, o);
-    if (s != MN_OK)
-        return s;
+    return s != MN_OK ? s : mn_conv_tuned(map, in, c_in, W, bias, c_out, out, n_out, o);
+}
+
+mn_status mn_conv_tuned(const mn_kmap *map, const float *in, int c_in, const float *W,
+                        const float *bias, int c_out, float *out, size_t n_out,
+                        const mn_conv_opts *o)
+{
+    mn_status s;
     mn_conv_opts tuned;
     if (o->autotune && (s = mn_config()) != MN_OK)
         return s;

@@ -36,17 +36,6 @@ typedef struct dw_job {
     atomic_int next;
 } dw_job;
 
-/* Offset k pairs every row with itself (the submanifold centre): p -> p for all rows. */
-static bool identity(const dw_job *J, int k)
-{
-    if (J->map->count[k] != J->n_out || J->n_in != J->n_out || J->n_out == 0)
-        return false;
-    for (size_t p = 0; p < J->map->count[k]; p++)
-        if ((size_t)J->map->in[k][p] != p || (size_t)J->map->out[k][p] != p)
-            return false;
-    return true;
-}
-
 static void dw_offset(const dw_job *J, int k, float *A, float *G)
 {
     size_t ci = (size_t)J->c_in, co = (size_t)J->c_out, n = J->map->count[k];
@@ -58,7 +47,7 @@ static void dw_offset(const dw_job *J, int k, float *A, float *G)
     /* Rows of `in` and of d_out: forward gathers by in[] and scatters by out[]. */
     const int32_t *ir = J->tr ? J->map->out[k] : J->map->in[k];
     const int32_t *gr = J->tr ? J->map->in[k] : J->map->out[k];
-    bool ident = identity(J, k);
+    bool ident = J->n_in == J->n_out && mn_identity_offset(J->map, k, J->n_out);
     for (size_t r0 = 0; r0 < n; r0 += DW_ROWS) {
         size_t m = n - r0 < DW_ROWS ? n - r0 : DW_ROWS;
         const float *a = J->in + r0 * ci, *g = J->d_out + r0 * co;
@@ -97,7 +86,7 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
     /* The map used the other way: d_out's rows are gathered, the inputs' rows receive. */
     mn_conv_opts back = *o;
     back.transposed = !o->transposed;
-    mn_status s = mn_conv_check_args(map, d_out, n_out, c_out, c_in, n_in, &back);
+    mn_status s = mn_conv_check_args(map, d_out, n_out, c_out, c_in, n_in, &back); /* once */
     if (s != MN_OK)
         return s;
     if (d_W)
@@ -114,7 +103,7 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
             for (size_t a = 0; a < ci; a++)
                 for (size_t b = 0; b < co; b++)
                     Wt[((size_t)k * co + b) * ci + a] = W[((size_t)k * ci + a) * co + b];
-        s = mn_conv(map, d_out, n_out, c_out, Wt, NULL, c_in, d_in, n_in, &back);
+        s = mn_conv_tuned(map, d_out, c_out, Wt, NULL, c_in, d_in, n_in, &back);
         free(Wt);
         if (s != MN_OK)
             return s;

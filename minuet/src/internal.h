@@ -41,6 +41,14 @@ size_t mn_rows_below(const int32_t *rows, size_t n, size_t r);
  * arrays, scatter rows ascending), finite features (conv.c). */
 mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
                              size_t n_out, const mn_conv_opts *o);
+/* mn_conv after its argument checks, autotuning as o asks (mn_conv_backward's input
+ * gradient: its arguments are checked once, there). */
+mn_status mn_conv_tuned(const mn_kmap *map, const float *in, int c_in, const float *W,
+                        const float *bias, int c_out, float *out, size_t n_out,
+                        const mn_conv_opts *o);
+/* Whether offset k pairs every one of the n_out rows with itself (a submanifold map's
+ * centre), which needs no gather and no scatter (conv.c). */
+bool mn_identity_offset(const mn_kmap *map, int k, size_t n_out);
 /* mn_conv after its argument checks (o->autotune ignored): for the tuner's candidates. */
 mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const float *W,
                           const float *bias, int c_out, float *out, size_t n_out,

@@ -79,24 +79,20 @@ def _sorted(indices):
 
 # -- the indice data ----------------------------------------------------------------------
 
-def _indice_data_base():
-    from spconv.pytorch.core import IndiceData
-    return IndiceData
-
-
 def _make_indice_data_class():
-    IndiceData = _indice_data_base()
+    from spconv.pytorch.core import IndiceData
 
     class MinuetIndiceData(IndiceData):
         """spconv's IndiceData with Minuet's map. indice_pairs / indice_pair_num are built in
         spconv's format only if a layer running spconv's code reuses this key."""
 
-        def __init__(self, out_indices, indices, kmap, in_perm, spatial_shape,
+        def __init__(self, out_indices, indices, kmap, in_perm, in_inv, spatial_shape,
                      out_spatial_shape, is_subm, algo, ksize, stride, dilation, padding):
             self.out_indices = out_indices
             self.indices = indices
             self.kmap = kmap
             self.in_perm = in_perm  # sorted input row r is original row in_perm[r] (None: same)
+            self.in_inv = in_inv  # and original row i is sorted row in_inv[i]
             self.spatial_shape = spatial_shape
             self.out_spatial_shape = out_spatial_shape
             self.is_subm = is_subm
@@ -276,10 +272,8 @@ def _minuet_forward(self, input, weight, bias):
         # The convolution's outputs are our inputs (its sorted order); its inputs our outputs.
         n_out = datas.indices.shape[0]
         y = _ConvFn.apply(feats, W, bias, datas.kmap, True, n_out)
-        if datas.in_perm is not None:  # back to the convolution's input order
-            inv = torch.empty_like(datas.in_perm)
-            inv[datas.in_perm] = torch.arange(n_out)
-            y = y[inv]
+        if datas.in_inv is not None:  # back to the convolution's input order
+            y = y[datas.in_inv]
         outids, out_spatial_shape = datas.indices, datas.spatial_shape
     else:
         if self.subm:
@@ -299,10 +293,8 @@ def _minuet_forward(self, input, weight, bias):
         x = feats if datas.in_perm is None else feats[datas.in_perm]
         n_out = datas.out_indices.shape[0]
         y = _ConvFn.apply(x, W, bias, datas.kmap, False, n_out)
-        if self.subm and datas.in_perm is not None:
-            inv = torch.empty_like(datas.in_perm)
-            inv[datas.in_perm] = torch.arange(n_out)
-            y = y[inv]
+        if self.subm and datas.in_inv is not None:
+            y = y[datas.in_inv]
         outids = datas.out_indices
     _info(f"{self._layer_name()}: minuet, {feats.shape[0]} -> {y.shape[0]} voxels, map "
           f"{'reused' if reused else 'built'}")
@@ -322,7 +314,7 @@ def _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d):
     if lo[0] < 0 or any(lo[1:][x] < 0 or hi[1:][x] >= spatial_shape[x] for x in range(3)):
         raise ValueError(f"{self._layer_name()}: coordinates span {lo} .. {hi} (batch, then "
                          f"the axes), outside the spatial shape {list(spatial_shape)}")
-    srt, perm, _ = _sorted(indices)
+    srt, perm, inv = _sorted(indices)
     if self.subm:
         kmap = minuet.kernel_map(srt, srt, K, 1, d, threads=th)
         out_indices = indices
@@ -332,7 +324,7 @@ def _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d):
         q[:, 1:] = outs[:, 1:] * s - p + (K // 2) * d * (K % 2)
         kmap = minuet.kernel_map(srt, q, K, 1, d, threads=th)
         out_indices = outs
-    return MinuetIndiceData(out_indices, indices, kmap, perm, spatial_shape, out_spatial_shape,
+    return MinuetIndiceData(out_indices, indices, kmap, perm, inv, spatial_shape, out_spatial_shape,
                             self.subm, ConvAlgo.Native, self.kernel_size, self.stride,
                             self.dilation, self.padding)
 

@@ -7,6 +7,8 @@
     input features and of every weight and bias;
   - five SGD steps of a small segmentation network track spconv's losses;
   - a layer the hook does not take (SparseConvTranspose3d) runs spconv's code, reported once;
+    one that falls back (float64) while reusing an indice_key the hook made reads Minuet's map
+    in spconv's format and computes spconv's result;
   - bad input raises a ValueError naming the problem: duplicate coordinates, coordinates
     outside the spatial shape, NaN features, mismatched channels, an empty tensor;
   - scripts/minuet-run hooks an unmodified script, and MINUET_LOG=info names each layer's path.
@@ -190,6 +192,33 @@ def fallback_reported():
           "the fallback computes spconv's result")
 
 
+def fallback_reuses_minuet_key():
+    """A layer that falls back (float64 here) reusing an indice_key the hook made: spconv's
+    code reads the map through MinuetIndiceData's pairs, converted to spconv's format."""
+    torch.manual_seed(4)
+    idx = random_cloud(400, 12, 1, 6)
+    f = torch.randn(idx.shape[0], 3)
+    a = spconv.SubMConv3d(3, 8, 3, indice_key="s0", bias=False)
+    b = spconv.SubMConv3d(8, 8, 3, indice_key="s0", bias=False).double()
+
+    def net():
+        x = a(spconv.SparseConvTensor(f, idx, [12] * 3, 1))
+        return b(x.replace_feature(x.features.double())), x
+
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        want, _ = net()
+        err = io.StringIO()
+        with hooked(), contextlib.redirect_stderr(err):
+            got, mid = net()
+    torch.set_num_threads(2)
+    check(isinstance(mid.indice_dict.get("s0"), hook.MinuetIndiceData) and
+          "float64" in err.getvalue(), "the key is Minuet's and the float64 layer fell back")
+    e = rel_err(got.features, want.features)
+    check(torch.equal(got.indices, want.indices) and e < 1e-6,
+          f"spconv's code on Minuet's map: spconv's result (max rel diff {e:.1e})")
+
+
 def bad_input():
     idx = random_cloud(100, 8, 1, 9)
     layer = spconv.SubMConv3d(2, 3, 3)
@@ -249,6 +278,7 @@ def main():
     compare_net(idx, shape, 1, 3, f"b9_training.ply, {idx.shape[0]} voxels")
     training_tracks()
     fallback_reported()
+    fallback_reuses_minuet_key()
     bad_input()
     minuet_run_script()
     print(f"{failures} failed")
