@@ -98,6 +98,13 @@ void mn_workspace_free(mn_workspace *ws);
 #define MN_DEFAULT_GROUP_THRESHOLD 0.25
 #define MN_DEFAULT_TILE_ROWS       256
 
+/* How a convolution moves its data. MN_GROUPED: gather each offset's input rows into a
+ * workspace, GEMMs grouped by pair count, scatter the results (Minuet's dataflow).
+ * MN_FUSED: no workspace: each tile of output rows takes every offset in turn, the GEMM
+ * reading its input rows through the map and adding into the tile's rows (gather and scatter
+ * fused into the GEMM). Both give the same bits; the autotuner times both. */
+typedef enum mn_dataflow { MN_GROUPED = 0, MN_FUSED = 1 } mn_dataflow;
+
 typedef struct mn_conv_opts {
     double group_threshold; /* padding overhead allowed when grouping GEMMs (default 0.25) */
     int threads;            /* <= 0: all cores */
@@ -108,7 +115,8 @@ typedef struct mn_conv_opts {
      * its offsets out to the threads at once (the CPU form of a batched GEMM); otherwise,
      * and with 0, one offset's blocks after another. The same bits either way. */
     size_t batch_rows;
-    /* The scatter tile: output rows (0: MN_DEFAULT_TILE_ROWS) x channels (0: all). */
+    /* The scatter tile (MN_FUSED: the tile of output rows): rows (0: MN_DEFAULT_TILE_ROWS)
+     * x channels (0: all; MN_GROUPED only). */
     size_t tile_rows;
     int tile_channels;
     /* Pick group_threshold, batch_rows and the tile by timing candidates on a sample of this
@@ -116,15 +124,16 @@ typedef struct mn_conv_opts {
      * MINUET_TUNE=off; kept across runs in MINUET_TUNE_CACHE. The result is the same bits
      * whatever is picked. */
     bool autotune;
+    mn_dataflow dataflow; /* MN_GROUPED (default) or MN_FUSED; picked too when autotuned */
 } mn_conv_opts;
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be
  * NULL). in: [n_in, c_in], W: [nk, c_in, c_out], out: [n_out, c_out]. With transposed, the
- * pairs are used as (o, i). Gather, grouped GEMM (OpenBLAS, in 2048-row single-threaded
- * blocks; OpenBLAS's thread setting restored on return), scatter. The same bits for any
- * group_threshold, batch_rows, tile, autotuner choice and thread count (the GEMM calls are
- * the same in each); across machines and BLAS builds, only agreement within float32
- * rounding (minuet/README.md, Determinism). */
+ * pairs are used as (o, i). Gather, grouped GEMM, scatter, or the fused dataflow; the GEMM
+ * is Minuet's own (AVX-512, AVX2 + FMA, or portable), each output element a fused
+ * multiply-add chain in a fixed order, the offsets added in a fixed order. So the same bits
+ * for any dataflow, group_threshold, batch_rows, tile, autotuner choice and thread count,
+ * and on any CPU (minuet/README.md, Determinism). */
 mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, const float *W,
                   const float *bias, int c_out, float *out, size_t n_out, const mn_conv_opts *o);
 
@@ -144,13 +153,17 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
 
 /* ---- configuration and autotuning ------------------------------------------------------ */
 
-/* Read MINUET_DEVICE (cpu|cuda|auto, default auto), MINUET_TUNE (on|off, default on) and
- * MINUET_TUNE_CACHE (a JSON file; unset: tuning kept in this process) once. MN_EINVAL with a
+/* Read MINUET_DEVICE (cpu|cuda|auto, default auto), MINUET_TUNE (on|off, default on),
+ * MINUET_TUNE_CACHE (a JSON file; unset: tuning kept in this process) and MINUET_ISA once. MN_EINVAL with a
  * message naming the variable on a malformed value, or for MINUET_DEVICE=cuda while this
- * library has only the CPU backend. mn_conv with autotune and mn_net_forward call it. */
+ * library has only the CPU backend. mn_conv, mn_conv_backward and mn_net_forward call it. */
 mn_status mn_config(void);
 /* The backend in use: "cpu". */
 const char *mn_device(void);
+/* The CPU backend's GEMM kernel: "avx512", "avx2" (with FMA) or "generic" (portable C): the
+ * best this CPU has, or the one MINUET_ISA names (auto|avx512|avx2|generic; mn_config fails
+ * on a kernel the CPU lacks). All three give the same bits. */
+const char *mn_cpu_kernel(void);
 /* Whether convolutions asking for autotune get it (MINUET_TUNE, default on). */
 bool mn_tune_enabled(void);
 
@@ -162,6 +175,7 @@ typedef struct mn_tune_entry {
     double tuned_ms, default_ms;
     int tile_channels;
     bool from_cache; /* loaded from MINUET_TUNE_CACHE rather than timed by this process */
+    mn_dataflow dataflow;
     char device[160], shape[160];
 } mn_tune_entry;
 /* The choices this process holds (tuned or loaded): copies up to max, returns how many. */

@@ -1,11 +1,13 @@
-/* conv.c: sparse convolution forward: gather, grouped GEMM (OpenBLAS), scatter.
+/* conv.c: sparse convolution forward, two dataflows over Minuet's own GEMM (gemm.c):
+ * grouped (gather, grouped GEMM, scatter) and fused (output tiles, gather and scatter done
+ * by the GEMM through the map).
  *
  * Padding-efficient grouping (Minuet's third idea): offsets are taken in order of their
  * pair counts; a greedy pass puts neighbours in one group while the padding overhead
  * (max * g - sum) / sum stays under the threshold. On the GPU a group is one zero-padded
- * strided-batched GEMM [g, max, c_in] x W. OpenBLAS has no batched call; its CPU form here:
- * every GEMM is cut into blocks of GEMM_ROWS rows (counted from the offset's first pair) and
- * the blocks run on the threads, OpenBLAS single-threaded in each. When the group's largest
+ * strided-batched GEMM [g, max, c_in] x W. Its CPU form here: every GEMM is cut into blocks
+ * of GEMM_ROWS rows (counted from the offset's first pair) and the blocks run on the
+ * threads. When the group's largest
  * GEMM has at most `batch_rows` rows the blocks of all its offsets are dealt out together
  * (no padding: it would only add work; the threshold bounds the load imbalance instead),
  * otherwise one offset after another. A group is gathered into the workspace in chunks of
@@ -18,18 +20,22 @@
  * they scatter to, so each offset keeps a cursor and needs no search. tune.c times the
  * candidates per layer shape.
  *
+ * The fused dataflow (the CPU form of fetch-on-demand): no workspace. Threads take tiles of
+ * `tile_rows` output rows from a shared counter; a tile is set to the bias, then every
+ * offset in the order below runs one GEMM over its pairs that land in the tile, reading the
+ * input rows through the map and adding into the output rows (the maps are sorted by the
+ * rows they add to, so those pairs are a run found by binary search). The tile stays in
+ * cache across the offsets; the price is reading every offset's weights once per tile.
+ *
  * Determinism: every output element receives its terms in the fixed offset order (pair
  * count, then index; the order does not depend on the threshold: groups are runs of it),
- * each from one thread. A BLAS may give a row other bits when the GEMM's row count or its
- * thread count changes (OpenBLAS's Haswell and Zen kernels do: the M tail runs another
- * kernel), so each GEMM call's shape must not depend on the configuration: every call is
- * one single-threaded block of GEMM_ROWS rows (or the offset's last, shorter one), the same
- * blocks whatever the threshold, batching, tile and thread count. So all of them give the
- * same bits, given only that the BLAS gives the same bits for the same call.
+ * each from one thread, each term from mn_gemm, whose result for a row depends on nothing
+ * but the row and W (gemm.c). So every dataflow, threshold, batching, tile and thread count
+ * gives the same bits, and so does every CPU kernel (AVX-512, AVX2, portable).
  *
- * Sections: grouping, parallel regions, the chunk passes (gather, GEMM, scatter), mn_conv.
+ * Sections: grouping, parallel regions, the chunk passes (gather, GEMM, scatter), the fused
+ * pass, checks, mn_conv.
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -103,6 +109,13 @@ void mn_region(int nt, mn_region_fn fn, void *arg)
     mn_parts_run(ra, sizeof ra[0], nt, region_main);
 }
 
+/* Threads worth starting for `rows` rows of work (at least 4096 each). */
+static int threads_for(size_t rows, int threads)
+{
+    size_t want = rows / 4096 + 1;
+    return want < (size_t)threads ? (int)want : threads;
+}
+
 /* ---- the chunk passes -------------------------------------------------------------------- */
 
 /* One chunk: consecutive offsets of a group whose rows are in the workspace together. */
@@ -157,17 +170,13 @@ static void gather_part(void *arg, int t, int nt)
     }
 }
 
-/* Rows per GEMM call. A constant: the blocks, and so the bits, never depend on the
- * configuration. OpenBLAS's single-threaded sgemm on this project's 2-core VM (AVX-512; by
- * hand, cblas_sgemm timed in a loop):
- * 16x16 channels 21 GFLOP/s at 512 rows, 49 at 2048, 35 at 32768 (the blocks leave the
- * cache); 64x64: 87 at 2048, 51 at 32768; 256x256 about 110 from 1024 rows on. */
+/* Rows per GEMM call of the grouped dataflow: the unit of work dealt to the threads. */
 #define GEMM_ROWS 2048
 
 static size_t blocks_of(size_t rows) { return (rows + GEMM_ROWS - 1) / GEMM_ROWS; }
 
-/* Block b of offset x's GEMM: its rows of A times the offset's weights into C (beta 0), or,
- * for the identity offset, its rows of the input into the output (beta 1). */
+/* Block b of offset x's GEMM: its rows of A times the offset's weights into C, or, for the
+ * identity offset, its rows of the input added into the output. */
 static void gemm_block(const chunk_job *J, int x, size_t b)
 {
     int k = J->ks[x];
@@ -177,8 +186,7 @@ static void gemm_block(const chunk_job *J, int x, size_t b)
     const float *a =
         ident ? J->in + r0 * (size_t)J->c_in : J->A + (J->at[x] + r0) * (size_t)J->c_in;
     float *c = ident ? J->out + r0 * (size_t)J->c_out : J->C + (J->at[x] + r0) * (size_t)J->c_out;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, J->c_out, J->c_in, 1.0f, a,
-                J->c_in, weights(J, k), J->c_out, ident ? 1.0f : 0.0f, c, J->c_out);
+    mn_gemm(m, a, NULL, weights(J, k), J->c_in, J->c_out, c, NULL, ident);
 }
 
 /* Threads take the pass's blocks in turn from a shared counter: block i is found by walking
@@ -272,7 +280,95 @@ static void scatter_part(void *arg, int t, int nt)
     }
 }
 
+/* ---- the fused pass ---------------------------------------------------------------------- */
+
+typedef struct fused_job {
+    const mn_kmap *map;
+    bool tr;
+    const int *order; /* the offsets in the fixed order (those with pairs) */
+    int n;
+    const float *in, *W, *bias;
+    float *out;
+    int c_in, c_out;
+    size_t n_out, tile_rows, ntiles;
+    atomic_size_t next; /* the next tile */
+} fused_job;
+
+/* Output rows [b, e) set to the bias (or 0). */
+static void init_rows(float *out, const float *bias, int c_out, size_t b, size_t e)
+{
+    size_t co = (size_t)c_out;
+    if (!bias) {
+        memset(out + b * co, 0, (e - b) * co * sizeof *out);
+        return;
+    }
+    for (size_t r = b; r < e; r++)
+        memcpy(out + r * co, bias, co * sizeof *out);
+}
+
+static void fused_part(void *arg, int t, int nt)
+{
+    (void)t;
+    (void)nt;
+    fused_job *J = arg;
+    for (size_t i; (i = atomic_fetch_add(&J->next, 1)) < J->ntiles;) {
+        size_t b = i * J->tile_rows, e = b + J->tile_rows < J->n_out ? b + J->tile_rows : J->n_out;
+        init_rows(J->out, J->bias, J->c_out, b, e);
+        for (int x = 0; x < J->n; x++) {
+            int k = J->order[x];
+            size_t cnt = J->map->count[k];
+            const int32_t *gr = J->tr ? J->map->out[k] : J->map->in[k];
+            const int32_t *sr = J->tr ? J->map->in[k] : J->map->out[k];
+            size_t lo = mn_rows_below(sr, cnt, b);
+            size_t hi = lo + mn_rows_below(sr + lo, cnt - lo, e);
+            if (hi > lo)
+                mn_gemm(hi - lo, J->in, gr + lo, J->W + (size_t)k * (size_t)J->c_in * (size_t)J->c_out,
+                        J->c_in, J->c_out, J->out, sr + lo, true);
+        }
+    }
+}
+
+/* The fused dataflow: the offsets with pairs in the fixed order, tiles over the threads. */
+static void run_fused(const mn_kmap *map, const int *order, const float *in, int c_in,
+                      const float *W, const float *bias, int c_out, float *out, size_t n_out,
+                      const mn_conv_opts *o, int threads)
+{
+    int first = 0;
+    while (first < map->nk && map->count[order[first]] == 0)
+        first++;
+    fused_job J = {.map = map,
+                   .tr = o->transposed,
+                   .order = order + first,
+                   .n = map->nk - first,
+                   .in = in,
+                   .W = W,
+                   .bias = bias,
+                   .out = out,
+                   .c_in = c_in,
+                   .c_out = c_out,
+                   .n_out = n_out,
+                   .tile_rows = o->tile_rows ? o->tile_rows : MN_DEFAULT_TILE_ROWS};
+    J.ntiles = (n_out + J.tile_rows - 1) / J.tile_rows;
+    atomic_store(&J.next, 0);
+    mn_region(J.ntiles < (size_t)threads ? (int)J.ntiles : threads, fused_part, &J);
+}
+
 /* ---- mn_conv ----------------------------------------------------------------------------- */
+
+typedef struct init_job {
+    float *out;
+    const float *bias;
+    int c_out;
+    size_t n_out;
+} init_job;
+
+/* The output set to the bias (or 0), the rows split over the threads. */
+static void init_part(void *arg, int t, int nt)
+{
+    init_job *J = arg;
+    init_rows(J->out, J->bias, J->c_out, J->n_out * (size_t)t / (size_t)nt,
+              J->n_out * (size_t)(t + 1) / (size_t)nt);
+}
 
 /* The chunk of offsets ks[x0 ..) whose rows fit WORKSPACE_CAP floats of `width` each (at
  * least one offset): sets *x1 past its end and returns its row count. */
@@ -287,9 +383,59 @@ static size_t chunk(const size_t *cnt, const int *ks, int x0, int n, size_t widt
     return rows;
 }
 
+/* The map and feature checks, split over the threads: each finds the first failure in its
+ * share (pairs in offset order, then feature values), and the earliest share's is reported,
+ * so the message is the one a sequential pass would give. */
+typedef struct check_job {
+    const mn_kmap *map;
+    bool tr;
+    const float *in;
+    size_t n_in, n_out, values;
+    struct {
+        int kind; /* 0 none, 1 a row outside, 2 scatter rows not ascending, 3 a non-finite value */
+        int k;
+        size_t p, gi, so, i;
+    } bad[MAX_THREADS];
+} check_job;
+
+static void check_part(void *arg, int t, int nt)
+{
+    check_job *J = arg;
+    const mn_kmap *m = J->map;
+    J->bad[t].kind = 0;
+    size_t lo = m->total * (size_t)t / (size_t)nt, hi = m->total * (size_t)(t + 1) / (size_t)nt;
+    size_t base = 0; /* global index of offset k's first pair */
+    for (int k = 0; k < m->nk && base < hi; base += m->count[k], k++) {
+        size_t n = m->count[k];
+        if (base + n <= lo)
+            continue;
+        const int32_t *g = J->tr ? m->out[k] : m->in[k], *sc = J->tr ? m->in[k] : m->out[k];
+        size_t p0 = lo > base ? lo - base : 0, p1 = hi - base < n ? hi - base : n;
+        for (size_t p = p0; p < p1; p++) {
+            size_t gi = (size_t)g[p], so = (size_t)sc[p];
+            if (gi >= J->n_in || so >= J->n_out || (p && so <= (size_t)sc[p - 1])) {
+                J->bad[t].kind = gi >= J->n_in || so >= J->n_out ? 1 : 2;
+                J->bad[t].k = k;
+                J->bad[t].p = p;
+                J->bad[t].gi = gi;
+                J->bad[t].so = so;
+                return;
+            }
+        }
+    }
+    lo = J->values * (size_t)t / (size_t)nt;
+    hi = J->values * (size_t)(t + 1) / (size_t)nt;
+    for (size_t i = lo; i < hi; i++)
+        if (!isfinite(J->in[i])) {
+            J->bad[t].kind = 3;
+            J->bad[t].i = i;
+            return;
+        }
+}
+
 /* Arguments that do not fit, and maps that could not come from mn_kmap_build: pairs outside
  * the arrays, scatter rows not strictly ascending within an offset (the parallel scatter
- * relies on both). */
+ * relies on both); non-finite features. */
 mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
                              size_t n_out, const mn_conv_opts *o)
 {
@@ -300,26 +446,33 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
                        o->group_threshold);
     if (o->tile_channels < 0)
         return mn_fail(MN_EINVAL, "tile channels %d: accepted 0 (all) or more", o->tile_channels);
-    for (int k = 0; k < map->nk; k++)
-        for (size_t p = 0; p < map->count[k]; p++) {
-            size_t gi = (size_t)(o->transposed ? map->out[k][p] : map->in[k][p]);
-            size_t so = (size_t)(o->transposed ? map->in[k][p] : map->out[k][p]);
-            if (gi >= n_in || so >= n_out)
-                return mn_fail(MN_EINVAL,
-                               "the kernel map refers to row %zu of %zu inputs / %zu of "
-                               "%zu outputs: the shapes do not match",
-                               gi, n_in, so, n_out);
-            size_t prev = p ? (size_t)(o->transposed ? map->in[k][p - 1] : map->out[k][p - 1]) : 0;
-            if (p && so <= prev)
-                return mn_fail(MN_EINVAL,
-                               "kernel map offset %d: the rows it adds to are not strictly "
-                               "ascending at pair %zu (maps from mn_kmap_build are)",
-                               k, p);
-        }
-    for (size_t i = 0; i < n_in * (size_t)c_in; i++)
-        if (!isfinite(in[i]))
-            return mn_fail(MN_ENAN, "feature [%zu, %zu] is %g", i / (size_t)c_in, i % (size_t)c_in,
-                           (double)in[i]);
+    if (o->dataflow != MN_GROUPED && o->dataflow != MN_FUSED)
+        return mn_fail(MN_EINVAL, "dataflow %d: accepted MN_GROUPED or MN_FUSED", (int)o->dataflow);
+    check_job J = {.map = map,
+                   .tr = o->transposed,
+                   .in = in,
+                   .n_in = n_in,
+                   .n_out = n_out,
+                   .values = n_in * (size_t)c_in};
+    int threads = mn_threads(o->threads);
+    threads = threads < MAX_THREADS ? threads : MAX_THREADS;
+    mn_region(threads_for(map->total + J.values / 4, threads), check_part, &J);
+    for (int t = 0; t < MAX_THREADS; t++) { /* the map's failures first, then the features' */
+        if (J.bad[t].kind == 1)
+            return mn_fail(MN_EINVAL,
+                           "the kernel map refers to row %zu of %zu inputs / %zu of "
+                           "%zu outputs: the shapes do not match",
+                           J.bad[t].gi, n_in, J.bad[t].so, n_out);
+        if (J.bad[t].kind == 2)
+            return mn_fail(MN_EINVAL,
+                           "kernel map offset %d: the rows it adds to are not strictly "
+                           "ascending at pair %zu (maps from mn_kmap_build are)",
+                           J.bad[t].k, J.bad[t].p);
+    }
+    for (int t = 0; t < MAX_THREADS; t++)
+        if (J.bad[t].kind == 3)
+            return mn_fail(MN_ENAN, "feature [%zu, %zu] is %g", J.bad[t].i / (size_t)c_in,
+                           J.bad[t].i % (size_t)c_in, (double)in[J.bad[t].i]);
     return MN_OK;
 }
 
@@ -354,13 +507,6 @@ static mn_status reserve(mn_workspace *ws, size_t bytes)
     }
     ws->size = bytes;
     return MN_OK;
-}
-
-/* Threads worth starting for `rows` rows of work (at least 4096 each). */
-static int threads_for(size_t rows, int threads)
-{
-    size_t want = rows / 4096 + 1;
-    return want < (size_t)threads ? (int)want : threads;
 }
 
 /* Gather, GEMMs and scatter of the offsets J->ks[0 .. J->n); adds the stage times. */
@@ -416,7 +562,9 @@ mn_status mn_conv(const mn_kmap *map, const float *in, size_t n_in, int c_in, co
     mn_conv_opts def = {.group_threshold = MN_DEFAULT_GROUP_THRESHOLD};
     if (!o)
         o = &def;
-    mn_status s = mn_conv_check_args(map, in, n_in, c_in, c_out, n_out, o);
+    mn_status s = mn_config(); /* MINUET_ISA picks the kernel */
+    if (s == MN_OK)
+        s = mn_conv_check_args(map, in, n_in, c_in, c_out, n_out, o);
     return s != MN_OK ? s : mn_conv_tuned(map, in, c_in, W, bias, c_out, out, n_out, o);
 }
 
@@ -426,8 +574,6 @@ mn_status mn_conv_tuned(const mn_kmap *map, const float *in, int c_in, const flo
 {
     mn_status s;
     mn_conv_opts tuned;
-    if (o->autotune && (s = mn_config()) != MN_OK)
-        return s;
     if (o->autotune && mn_tune_enabled()) {
         tuned = *o;
         double t0 = mn_seconds();
@@ -446,13 +592,8 @@ mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const f
                           const mn_conv_opts *o)
 {
     mn_status s = MN_OK;
-    for (size_t r = 0; r < n_out; r++)
-        for (int j = 0; j < c_out; j++)
-            out[r * (size_t)c_out + j] = bias ? bias[j] : 0.0f;
     int threads = mn_threads(o->threads);
     threads = threads < MAX_THREADS ? threads : MAX_THREADS;
-    int blas_threads = openblas_get_num_threads(); /* the caller's, restored at the end */
-    openblas_set_num_threads(1);                   /* every GEMM call is one block on one thread */
     int *order = calloc((size_t)map->nk, sizeof *order); /* calloc: the analyzer sees it set */
     group *g = malloc((size_t)map->nk * sizeof *g);
     size_t *cnt = malloc((size_t)map->nk * sizeof *cnt), *at = malloc((size_t)map->nk * sizeof *at);
@@ -464,6 +605,15 @@ mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const f
         goto done;
     }
     int ng = make_groups(map, o->group_threshold, order, g);
+    if (o->dataflow == MN_FUSED) {
+        double t0 = mn_seconds();
+        run_fused(map, order, in, c_in, W, bias, c_out, out, n_out, o, threads);
+        if (o->times)
+            o->times->gemm += mn_seconds() - t0; /* gather and scatter are inside it */
+        goto done;
+    }
+    init_job ij = {.out = out, .bias = bias, .c_out = c_out, .n_out = n_out};
+    mn_region(threads_for(n_out * (size_t)c_out / 16, threads), init_part, &ij);
     workspace_rows(map, n_out, cnt);
     /* A group runs in chunks of consecutive offsets whose gathered rows and results fit the
      * workspace cap (at least one offset a chunk), each offset's rows packed after the last. */
@@ -517,7 +667,6 @@ done:
     free(cursor);
     free(blk);
     free(at);
-    openblas_set_num_threads(blas_threads);
     free(cnt);
     free(order);
     free(g);

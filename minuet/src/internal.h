@@ -63,6 +63,17 @@ void mn_region(int nt, mn_region_fn fn, void *arg);
  * setting. For the tests, which compare both. */
 bool mn_kmap_symmetric(bool on);
 
+/* Minuet's GEMM (gemm.c): for r in [0, m): C row r = (or +=, with add) A row r x W, W
+ * [c_in, c_out] row-major; A row r is A + (ai ? ai[r] : r) * c_in, C row r likewise with ci
+ * and c_out (an index fuses a gather or a scatter in). Each element is the same fused
+ * multiply-add chain over k in order on every instruction set, so the bits do not depend on
+ * m, the rows around it, the thread or the CPU. */
+void mn_gemm(size_t m, const float *A, const int32_t *ai, const float *W, int c_in, int c_out,
+             float *C, const int32_t *ci, bool add);
+/* Use the kernel `name` ("avx512", "avx2", "generic"; mn_cpu_kernel says which is in use):
+ * -1 when the CPU lacks it or the name is unknown. MINUET_ISA (mn_config) and the tests. */
+int mn_gemm_set_isa(const char *name);
+
 /* Monotonic seconds, for the stage timings. */
 static inline double mn_seconds(void)
 {

@@ -1,11 +1,12 @@
 /* tune.c: Minuet's autotuner and its configuration (MINUET_DEVICE, MINUET_TUNE,
- * MINUET_TUNE_CACHE).
+ * MINUET_TUNE_CACHE, MINUET_ISA).
  *
  * For each layer shape (channels in and out, offsets, transposed, pairs and rows to the
- * nearest power of two) on each device (CPU model and thread count), the first convolution
- * with `autotune` times the candidates on a sample of its own data and keeps the fastest:
- * first the scatter tile (rows x channels) at the default grouping, then the grouping
- * threshold x batched-GEMM limit at that tile. The sample is the layer restricted to its
+ * nearest power of two) on each device (CPU model, GEMM kernel and thread count), the first
+ * convolution with `autotune` times the candidates on a sample of its own data and keeps the
+ * fastest: first the scatter tile (rows x channels) at the default grouping, then the
+ * grouping threshold x batched-GEMM limit at that tile (the grouped dataflow), then the
+ * fused dataflow's tile of output rows. The sample is the layer restricted to its
  * first output rows, 2^12 to 2^16 pairs: the maps are sorted by the rows they add to,
  * so that is a prefix of every offset's pairs, with the layer's real distribution of pair
  * counts per offset. Every candidate computes the same bits (conv.c), so tuning changes the
@@ -37,12 +38,14 @@
 /* ---- configuration ----------------------------------------------------------------------- */
 
 static const char *const device_names[] = {"cpu", "cuda", "auto", NULL};
+static const char *const isa_names[] = {"auto", "avx512", "avx2", "generic", NULL};
 
 static struct {
     pthread_once_t once;
     mn_status status;
     char msg[400];
     int device; /* index into device_names */
+    int isa;    /* index into isa_names */
     bool tune;
     char cache[PATH_MAX];
 } cfg = {.once = PTHREAD_ONCE_INIT};
@@ -66,6 +69,12 @@ static void load_config(void)
          .help = "JSON file keeping the tuned choices across runs (unset: this process only)",
          .dest = cfg.cache,
          .type = RT_ENV_PATH},
+        {.name = "MINUET_ISA",
+         .def = "auto",
+         .help = "the CPU GEMM kernel: auto (the best this CPU has), avx512, avx2 or generic",
+         .names = isa_names,
+         .dest = &cfg.isa,
+         .type = RT_ENV_ENUM},
     };
     rt_err err = {0};
     cfg.status = MN_OK;
@@ -77,6 +86,12 @@ static void load_config(void)
         snprintf(cfg.msg, sizeof cfg.msg,
                  "MINUET_DEVICE=cuda: this libminuet has no CUDA backend (only the CPU "
                  "backend is built); use cpu or auto");
+    } else if (cfg.isa > 0 && mn_gemm_set_isa(isa_names[cfg.isa]) != 0) {
+        cfg.status = MN_EINVAL;
+        snprintf(cfg.msg, sizeof cfg.msg,
+                 "MINUET_ISA=%s: this CPU lacks it (its best kernel is %s); use auto, or a "
+                 "lesser one",
+                 isa_names[cfg.isa], mn_cpu_kernel());
     }
 }
 
@@ -184,6 +199,15 @@ static bool num(rd *r, double *v)
 
 static bool entry_field(rd *r, const char *key, mn_tune_entry *e, unsigned *seen)
 {
+    if (!strcmp(key, "dataflow")) { /* optional: files from before it hold grouped choices */
+        char v[16];
+        if (!str(r, v, sizeof v))
+            return false;
+        if (strcmp(v, "grouped") != 0 && strcmp(v, "fused") != 0)
+            return !(r->why = "dataflow: grouped or fused expected");
+        e->dataflow = v[0] == 'f' ? MN_FUSED : MN_GROUPED;
+        return true;
+    }
     static const char *const nums[] = {"group_threshold", "batch_rows", "tile_rows",
                                        "tile_channels",   "tuned_ms",   "default_ms"};
     if (!strcmp(key, "device") || !strcmp(key, "shape")) {
@@ -331,8 +355,10 @@ static void write_cache(void)
             put_json_string(f, e->shape);
             fprintf(f,
                     ", \"group_threshold\": %.17g, \"batch_rows\": %zu, \"tile_rows\": %zu, "
-                    "\"tile_channels\": %d, \"tuned_ms\": %.4f, \"default_ms\": %.4f}",
-                    e->group_threshold, e->batch_rows, e->tile_rows, e->tile_channels, e->tuned_ms,
+                    "\"tile_channels\": %d, \"dataflow\": \"%s\", \"tuned_ms\": %.4f, "
+                    "\"default_ms\": %.4f}",
+                    e->group_threshold, e->batch_rows, e->tile_rows, e->tile_channels,
+                    e->dataflow == MN_FUSED ? "fused" : "grouped", e->tuned_ms,
                     e->default_ms);
         }
         fprintf(f, "\n]}\n");
@@ -394,14 +420,18 @@ typedef struct sample {
     mn_workspace ws;
 } sample;
 
+/* The sample: the first output rows holding about sample_pairs() pairs, at least min_rows
+ * of them (all the layer's at most). */
 static mn_status make_sample(const mn_kmap *m, size_t n_out, int c_in, int c_out, bool tr,
-                             sample *s)
+                             size_t min_rows, sample *s)
 {
     *s = (sample){.map = *m};
     s->n_out = n_out;
     size_t want = sample_pairs(c_in, c_out);
     if (m->total > want)
         s->n_out = (size_t)((double)n_out * (double)want / (double)m->total) + 1;
+    s->n_out = s->n_out < min_rows ? min_rows : s->n_out;
+    s->n_out = s->n_out < n_out ? s->n_out : n_out;
     s->map.count = malloc((size_t)m->nk * sizeof *s->map.count);
     s->out = malloc((s->n_out ? s->n_out : 1) * (size_t)c_out * sizeof *s->out);
     if (!s->map.count || !s->out) {
@@ -446,7 +476,7 @@ static mn_status tune(const mn_kmap *map, const float *in, int c_in, const float
                       size_t n_out, const mn_conv_opts *o, mn_tune_entry *e)
 {
     sample s;
-    mn_status st = make_sample(map, n_out, c_in, c_out, o->transposed, &s);
+    mn_status st = make_sample(map, n_out, c_in, c_out, o->transposed, 0, &s);
     if (st != MN_OK)
         return st;
     mn_conv_opts c = {.group_threshold = MN_DEFAULT_GROUP_THRESHOLD,
@@ -488,6 +518,31 @@ static mn_status tune(const mn_kmap *map, const float *in, int c_in, const float
                 best = c;
             }
         }
+    /* The fused dataflow, with its tile of output rows, each on a sample of at least two
+     * tiles per thread (else a big tile would run on one thread and look slow), compared
+     * by time per pair. */
+    static const size_t ftiles[] = {128, 512, 2048};
+    int nt = mn_threads(o->threads);
+    double best_rate = best_ms / (double)(s.map.total ? s.map.total : 1);
+    mn_conv_opts fb = best;
+    fb.dataflow = MN_FUSED;
+    fb.tile_channels = 0;
+    for (size_t i = 0; i < sizeof ftiles / sizeof ftiles[0]; i++) {
+        sample fs;
+        if (make_sample(map, n_out, c_in, c_out, o->transposed, 2 * (size_t)nt * ftiles[i], &fs) !=
+            MN_OK)
+            break;
+        fb.tile_rows = ftiles[i];
+        fb.ws = &fs.ws;
+        double t = time_candidate(&fs, in, c_in, W, c_out, &fb);
+        double rate = t / (double)(fs.map.total ? fs.map.total : 1);
+        if (rate < best_rate) {
+            best_rate = rate;
+            best_ms = rate * (double)s.map.total; /* on the first sample's scale */
+            best = fb;
+        }
+        free_sample(&fs);
+    }
     free_sample(&s);
     if (!isfinite(best_ms))
         return mn_fail(MN_EINVAL, "autotune: no candidate ran (%s)", mn_last_error());
@@ -495,6 +550,7 @@ static mn_status tune(const mn_kmap *map, const float *in, int c_in, const float
     e->batch_rows = best.batch_rows;
     e->tile_rows = best.tile_rows;
     e->tile_channels = best.tile_channels;
+    e->dataflow = best.dataflow;
     e->tuned_ms = best_ms;
     return MN_OK;
 }
@@ -535,7 +591,7 @@ static void device_key(int threads, char *out, size_t cap)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, read_model);
-    snprintf(out, cap, "cpu: %s; %d threads", cpu_model, threads);
+    snprintf(out, cap, "cpu: %s; %s kernel; %d threads", cpu_model, mn_cpu_kernel(), threads);
 }
 
 mn_status mn_tune_lookup(const mn_kmap *map, const float *in, int c_in, const float *W, int c_out,
@@ -568,6 +624,7 @@ mn_status mn_tune_lookup(const mn_kmap *map, const float *in, int c_in, const fl
     tuned->batch_rows = e.batch_rows;
     tuned->tile_rows = e.tile_rows;
     tuned->tile_channels = e.tile_channels;
+    tuned->dataflow = e.dataflow;
     tuned->autotune = false;
     return MN_OK;
 }

@@ -11,6 +11,8 @@
 
 #include "minuet.h"
 
+int mn_gemm_set_isa(const char *name); /* hidden in the .so; the tests link the .a */
+
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
 static uint64_t rng = 88172645463325252ULL;
@@ -150,8 +152,8 @@ static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, in
                  mn_last_error());
     double *want = oracle(in, f, ci, out, W, co, K, t_in * dil);
     close_to(y, want, out->n * (size_t)co, what);
-    /* Every grouping threshold, batched or not, every scatter tile and thread count: the
-     * same bits. */
+    /* Both dataflows, every grouping threshold, batched or not, every tile and thread count:
+     * the same bits. */
     double thr[] = {0, 0.1, 1, 1000};
     size_t tiles[][2] = {{1, 0}, {16, 1}, {256, 7}, {100000, 32}};
     for (int t = 0; t < 4; t++)
@@ -161,12 +163,25 @@ static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, in
                                    .threads = th,
                                    .batch_rows = b ? (size_t)1 << 30 : 0,
                                    .tile_rows = tiles[(t + th) % 4][0],
-                                   .tile_channels = (int)tiles[(t + b) % 4][1]};
+                                   .tile_channels = (int)tiles[(t + b) % 4][1],
+                                   .dataflow = (t + th + b) % 2 ? MN_FUSED : MN_GROUPED};
                 cr_assert_eq(mn_conv(&ms, f, in->n, ci, W, NULL, co, y2, out->n, &o2), MN_OK);
                 cr_assert_eq(memcmp(y, y2, out->n * (size_t)co * sizeof *y), 0,
-                             "%s: threshold %g, %d threads, batched %d, tile %zu x %d", what,
-                             thr[t], th, b, o2.tile_rows, o2.tile_channels);
+                             "%s: %s, threshold %g, %d threads, batched %d, tile %zu x %d", what,
+                             o2.dataflow == MN_FUSED ? "fused" : "grouped", thr[t], th, b,
+                             o2.tile_rows, o2.tile_channels);
             }
+    /* Every GEMM kernel this CPU has: the same bits too. */
+    static const char *const kernels[] = {"avx512", "avx2", "generic"};
+    const char *was = mn_cpu_kernel();
+    for (int q = 0; q < 3; q++)
+        for (int df = 0; df < 2 && mn_gemm_set_isa(kernels[q]) == 0; df++) {
+            mn_conv_opts o2 = {.threads = 2, .dataflow = df ? MN_FUSED : MN_GROUPED};
+            cr_assert_eq(mn_conv(&ms, f, in->n, ci, W, NULL, co, y2, out->n, &o2), MN_OK);
+            cr_assert_eq(memcmp(y, y2, out->n * (size_t)co * sizeof *y), 0,
+                         "%s: the %s kernel, %s", what, kernels[q], df ? "fused" : "grouped");
+        }
+    cr_assert_eq(mn_gemm_set_isa(was), 0);
     free(f);
     free(W);
     free(y);

@@ -1,13 +1,16 @@
-/* test_conv_blas.c: mn_conv's bits do not depend on the BLAS kernel. Some sgemm kernels
+/* test_conv_blas.c: Minuet's bits do not depend on the BLAS kernel. Some sgemm kernels
  * (OpenBLAS's Haswell and Zen ones) give a row other bits when the call's row count or
  * thread count changes; which kernel runs depends on the CPU. This binary links its own
  * cblas_sgemm in place of OpenBLAS's: correct to float32 rounding, but it adds a row's terms
  * in an order that depends on the call's row count, the row's place in the call and
  * OpenBLAS's thread setting, as a kernel with an M tail would. Against it, on any machine:
- *  - every grouping threshold, batching, scatter tile and thread count gives the same bits,
- *    and the same multiset of GEMM calls (shape, beta, the rows of A, the weights);
+ *  - the forward convolution (and the input gradient, a convolution) calls no BLAS at all:
+ *    its GEMM is Minuet's own (gemm.c);
+ *  - the weight gradient, the one BLAS user, gives the same bits and the same multiset of
+ *    GEMM calls (shape, beta, both operands' contents) for every dataflow, grouping
+ *    threshold, batching, tile and thread count;
  *  - each call runs with OpenBLAS's threads at 1, and the caller's setting is restored.
- * With the GEMMs cut by the configuration (as before the fixed blocks) it fails. */
+ * With the weight-gradient GEMMs cut by the thread count it fails. */
 #include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
@@ -23,8 +26,7 @@
 typedef struct call {
     int m, n, k;
     float beta;
-    const float *b; /* the weights: the same array in every configuration */
-    uint64_t a_hash;
+    uint64_t a_hash, b_hash; /* the operands' contents (B may sit in a per-thread scratch) */
 } call;
 
 static call *calls;
@@ -42,7 +44,7 @@ static uint64_t hash_floats(const float *a, size_t rows, size_t cols, size_t ld)
     return h;
 }
 
-/* Row-major, no transposes: what libminuet calls. */
+/* Row-major, A transposed or not, B not: what libminuet calls. */
 void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order, OPENBLAS_CONST enum CBLAS_TRANSPOSE ta,
                  OPENBLAS_CONST enum CBLAS_TRANSPOSE tb, OPENBLAS_CONST blasint M,
                  OPENBLAS_CONST blasint N, OPENBLAS_CONST blasint K, OPENBLAS_CONST float alpha,
@@ -50,11 +52,15 @@ void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order, OPENBLAS_CONST enum CBLA
                  OPENBLAS_CONST blasint ldb, OPENBLAS_CONST float beta, float *C,
                  OPENBLAS_CONST blasint ldc)
 {
-    cr_assert(order == CblasRowMajor && ta == CblasNoTrans && tb == CblasNoTrans && alpha == 1.0f);
+    cr_assert(order == CblasRowMajor && tb == CblasNoTrans && alpha == 1.0f);
+    bool tra = ta == CblasTrans;
     int nt = openblas_get_num_threads();
     if (nt != 1)
         __atomic_fetch_add(&calls_multithreaded, 1, __ATOMIC_RELAXED);
-    call c = {M, N, K, beta, B, hash_floats(A, (size_t)M, (size_t)K, (size_t)lda)};
+    call c = {M, N, K, beta,
+              tra ? hash_floats(A, (size_t)K, (size_t)M, (size_t)lda)
+                  : hash_floats(A, (size_t)M, (size_t)K, (size_t)lda),
+              hash_floats(B, (size_t)K, (size_t)N, (size_t)ldb)};
     /* Several library threads call at once. */
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&mu);
@@ -71,8 +77,9 @@ void cblas_sgemm(OPENBLAS_CONST enum CBLAS_ORDER order, OPENBLAS_CONST enum CBLA
             float acc = 0;
             for (int q = 0; q < K; q++) {
                 int kk = back ? K - 1 - q : q;
-                acc += A[(size_t)i * (size_t)lda + (size_t)kk] *
-                       B[(size_t)kk * (size_t)ldb + (size_t)j];
+                float a = tra ? A[(size_t)kk * (size_t)lda + (size_t)i]
+                              : A[(size_t)i * (size_t)lda + (size_t)kk];
+                acc += a * B[(size_t)kk * (size_t)ldb + (size_t)j];
             }
             float *o = &C[(size_t)i * (size_t)ldc + (size_t)j];
             *o = beta == 0.0f ? acc : beta * *o + acc;
@@ -87,8 +94,8 @@ static int cmp_call(const void *pa, const void *pb)
         return a->m < b->m ? -1 : 1;
     if (a->a_hash != b->a_hash)
         return a->a_hash < b->a_hash ? -1 : 1;
-    if (a->b != b->b)
-        return (uintptr_t)a->b < (uintptr_t)b->b ? -1 : 1;
+    if (a->b_hash != b->b_hash)
+        return a->b_hash < b->b_hash ? -1 : 1;
     if (a->beta != b->beta)
         return a->beta < b->beta ? -1 : 1;
     return (a->n > b->n) - (a->n < b->n) + (a->k > b->k) - (a->k < b->k);
@@ -144,9 +151,12 @@ static void same_bits_and_calls(const mn_coords *in, const mn_coords *out, int K
                  "%s", mn_last_error());
     size_t n_in = in->n, n_out = out->n;
     float *f = randf(n_in * (size_t)ci, 3), *W = randf((size_t)map.nk * ci * co, 4);
-    float *bias = randf((size_t)co, 5);
-    float *ref = malloc(n_out * (size_t)co * sizeof *ref),
-          *y = malloc(n_out * (size_t)co * sizeof *y);
+    float *g = randf(n_out * (size_t)co, 5);
+    size_t nw = (size_t)map.nk * (size_t)ci * (size_t)co;
+    float *ref_dw = malloc(nw * sizeof *ref_dw), *dw = malloc(nw * sizeof *dw);
+    float *ref_di = malloc(n_in * (size_t)ci * sizeof *ref_di),
+          *di = malloc(n_in * (size_t)ci * sizeof *di);
+    float *y = malloc(n_out * (size_t)co * sizeof *y);
     call *ref_calls = NULL;
     size_t ref_n = 0;
     double thr[] = {0.25, 0, 1, 1000};
@@ -159,39 +169,51 @@ static void same_bits_and_calls(const mn_coords *in, const mn_coords *out, int K
                                   .transposed = tr,
                                   .batch_rows = b ? (size_t)1 << 30 : 0,
                                   .tile_rows = tiles[(t + th) % 4][0],
-                                  .tile_channels = (int)tiles[(t + b) % 4][1]};
-                ncalls = 0;
-                calls_multithreaded = 0;
+                                  .tile_channels = (int)tiles[(t + b) % 4][1],
+                                  .dataflow = (t + b) % 2 ? MN_FUSED : MN_GROUPED};
+                char cfg[200];
+                snprintf(cfg, sizeof cfg, "%s: %s, threshold %g, %d threads, batched %d, tile %zu x %d",
+                         what, o.dataflow == MN_FUSED ? "fused" : "grouped", thr[t], th, b,
+                         o.tile_rows, o.tile_channels);
                 openblas_set_num_threads(2); /* the caller's setting */
-                cr_assert_eq(mn_conv(&map, f, n_in, ci, W, bias, co, y, n_out, &o), MN_OK, "%s",
+                ncalls = 0;
+                cr_assert_eq(mn_conv(&map, f, n_in, ci, W, NULL, co, y, n_out, &o), MN_OK, "%s",
                              mn_last_error());
+                cr_assert_eq(ncalls, 0, "%s: the forward made %zu BLAS calls", cfg, ncalls);
+                calls_multithreaded = 0;
+                cr_assert_eq(mn_conv_backward(&map, f, n_in, ci, W, co, g, n_out, di, dw, NULL, &o),
+                             MN_OK, "%s", mn_last_error());
                 cr_assert_eq(openblas_get_num_threads(), 2, "%s: the caller's setting restored",
-                             what);
+                             cfg);
                 cr_assert_eq(calls_multithreaded, 0, "%s: %d GEMM calls with OpenBLAS threaded",
-                             what, calls_multithreaded);
+                             cfg, calls_multithreaded);
+                cr_assert_gt(ncalls, 0, "%s: the weight gradient runs on the BLAS", cfg);
                 qsort(calls, ncalls, sizeof *calls, cmp_call);
                 if (!ref_calls) {
-                    memcpy(ref, y, n_out * (size_t)co * sizeof *y);
+                    memcpy(ref_dw, dw, nw * sizeof *dw);
+                    memcpy(ref_di, di, n_in * (size_t)ci * sizeof *di);
                     ref_calls = malloc(ncalls * sizeof *calls);
                     memcpy(ref_calls, calls, ncalls * sizeof *calls);
                     ref_n = ncalls;
                     continue;
                 }
-                char cfg[160];
-                snprintf(cfg, sizeof cfg, "%s: threshold %g, %d threads, batched %d, tile %zu x %d",
-                         what, thr[t], th, b, o.tile_rows, o.tile_channels);
                 cr_assert_eq(ncalls, ref_n, "%s: %zu GEMM calls, %zu in the first", cfg, ncalls,
                              ref_n);
                 cr_assert_eq(memcmp(calls, ref_calls, ncalls * sizeof *calls), 0,
                              "%s: other GEMM calls", cfg);
-                cr_assert_eq(memcmp(ref, y, n_out * (size_t)co * sizeof *y), 0, "%s: other bits",
+                cr_assert_eq(memcmp(ref_dw, dw, nw * sizeof *dw), 0, "%s: other weight-gradient bits",
                              cfg);
+                cr_assert_eq(memcmp(ref_di, di, n_in * (size_t)ci * sizeof *di), 0,
+                             "%s: other input-gradient bits", cfg);
             }
     free(ref_calls);
     free(f);
     free(W);
-    free(bias);
-    free(ref);
+    free(g);
+    free(ref_dw);
+    free(dw);
+    free(ref_di);
+    free(di);
     free(y);
     mn_kmap_free(&map);
 }

@@ -196,8 +196,22 @@ Test(tune, malformed_settings_are_refused)
     layer L = make_layer(500, 12, 2, 2);
     free(run(&L, true, MN_EINVAL));
     cr_assert(strstr(mn_last_error(), "MINUET_TUNE='sometimes'"), "%s", mn_last_error());
-    free(run(&L, false, MN_OK)); /* without autotune nothing is read */
+    free(run(&L, false, MN_EINVAL)); /* without autotune too: every mn_conv reads them */
     free_layer(&L);
+}
+
+Test(tune, isa_names_are_checked)
+{
+    setenv("MINUET_ISA", "sse9", 1);
+    cr_assert_eq(mn_config(), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "MINUET_ISA='sse9'"), "%s", mn_last_error());
+}
+
+Test(tune, isa_generic_runs_the_portable_kernel)
+{
+    setenv("MINUET_ISA", "generic", 1);
+    cr_assert_eq(mn_config(), MN_OK, "%s", mn_last_error());
+    cr_assert_str_eq(mn_cpu_kernel(), "generic");
 }
 
 Test(tune, cuda_device_is_refused_until_built)

@@ -1,0 +1,125 @@
+/* test_gemm.c: Minuet's own GEMM (gemm.c) computes every element as the documented chain
+ *     acc = 0; for k in order: acc = fmaf(a[k], W[k][j], acc);  c = acc  (or c + acc)
+ * bit for bit, on every kernel this CPU has (AVX-512, AVX2 + FMA, portable): for channel
+ * counts around the vector widths and the register blocks, row counts around the row blocks,
+ * rows picked through indices (the fused gather and scatter) or contiguous, stored or added.
+ * The chain itself is checked against float64 to float32 rounding. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minuet.h"
+
+/* Hidden in libminuet.so, reachable from the static library the tests link. */
+void mn_gemm(size_t m, const float *A, const int32_t *ai, const float *W, int c_in, int c_out,
+             float *C, const int32_t *ci, bool add);
+int mn_gemm_set_isa(const char *name);
+
+static const char *const kernels[] = {"avx512", "avx2", "generic"};
+
+static float *randf(size_t n, uint64_t seed)
+{
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        f[i] = (float)((double)(seed >> 40) / (double)(1 << 24) - 0.5);
+    }
+    return f;
+}
+
+/* The documented chain, one element at a time. */
+static void chain(size_t m, const float *A, const int32_t *ai, const float *W, int ci, int co,
+                  float *C, const int32_t *oi, bool add)
+{
+    for (size_t r = 0; r < m; r++) {
+        const float *a = A + (ai ? (size_t)ai[r] : r) * (size_t)ci;
+        float *c = C + (oi ? (size_t)oi[r] : r) * (size_t)co;
+        for (int j = 0; j < co; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < ci; k++)
+                acc = fmaf(a[k], W[(size_t)k * (size_t)co + (size_t)j], acc);
+            c[j] = add ? c[j] + acc : acc;
+        }
+    }
+}
+
+Test(gemm, the_chain_is_the_product_to_float32_rounding)
+{
+    int ci = 200, co = 37;
+    size_t m = 9;
+    float *A = randf(m * (size_t)ci, 1), *W = randf((size_t)ci * (size_t)co, 2);
+    float *C = malloc(m * (size_t)co * sizeof *C);
+    chain(m, A, NULL, W, ci, co, C, NULL, false);
+    for (size_t r = 0; r < m; r++)
+        for (int j = 0; j < co; j++) {
+            double want = 0, mag = 0;
+            for (int k = 0; k < ci; k++) {
+                want += (double)A[r * (size_t)ci + (size_t)k] * (double)W[(size_t)k * (size_t)co + (size_t)j];
+                mag += fabs((double)A[r * (size_t)ci + (size_t)k] * (double)W[(size_t)k * (size_t)co + (size_t)j]);
+            }
+            cr_assert_leq(fabs(C[r * (size_t)co + (size_t)j] - want), 1e-6 * mag * ci + 1e-30,
+                          "row %zu col %d: %g, want %g", r, j, (double)C[r * (size_t)co + (size_t)j], want);
+        }
+    free(A);
+    free(W);
+    free(C);
+}
+
+/* One shape on one kernel, with and without indices, stored and added. */
+static void one_shape(const char *kern, size_t m, int ci, int co)
+{
+    size_t n_in = m + 7, n_out = m + m / 3 + 2;
+    float *A = randf(n_in * (size_t)ci, 3 + m), *W = randf((size_t)ci * (size_t)co, 4 + (uint64_t)co);
+    float *base = randf(n_out * (size_t)co, 5);
+    float *got = malloc(n_out * (size_t)co * sizeof *got), *want = malloc(n_out * (size_t)co * sizeof *want);
+    int32_t *ai = malloc((m ? m : 1) * sizeof *ai), *oi = malloc((m ? m : 1) * sizeof *oi);
+    for (size_t r = 0; r < m; r++) {
+        ai[r] = (int32_t)((r * 5 + 3) % n_in); /* any rows, repeats allowed */
+        oi[r] = (int32_t)(r + r / 3 + 1);      /* ascending, distinct, with gaps */
+    }
+    for (int v = 0; v < 4; v++) {
+        bool idx = v & 1, add = v & 2;
+        memcpy(got, base, n_out * (size_t)co * sizeof *got);
+        memcpy(want, base, n_out * (size_t)co * sizeof *want);
+        mn_gemm(m, A, idx ? ai : NULL, W, ci, co, got, idx ? oi : NULL, add);
+        chain(m, A, idx ? ai : NULL, W, ci, co, want, idx ? oi : NULL, add);
+        for (size_t i = 0; i < n_out * (size_t)co; i++)
+            if (memcmp(&got[i], &want[i], sizeof *got) != 0)
+                cr_assert_fail("%s kernel, m %zu, %d -> %d channels, %s, %s: element [%zu, %zu] "
+                               "is %.9g, the chain gives %.9g",
+                               kern, m, ci, co, idx ? "indexed" : "contiguous", add ? "added" : "stored",
+                               i / (size_t)co, i % (size_t)co, (double)got[i], (double)want[i]);
+    }
+    free(A);
+    free(W);
+    free(base);
+    free(got);
+    free(want);
+    free(ai);
+    free(oi);
+}
+
+Test(gemm, every_kernel_gives_the_chain_bits, .timeout = 300)
+{
+    static const int chans[] = {1, 3, 4, 8, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 64, 65, 80, 96, 97, 128, 130, 256};
+    static const size_t rows[] = {0, 1, 5, 6, 7, 13, 14, 29, 100};
+    int ran = 0;
+    for (int q = 0; q < 3; q++) {
+        if (mn_gemm_set_isa(kernels[q]) != 0)
+            continue; /* this CPU lacks it */
+        cr_assert_str_eq(mn_cpu_kernel(), kernels[q]);
+        ran++;
+        size_t nc = sizeof chans / sizeof chans[0];
+        for (size_t a = 0; a < nc; a++)
+            for (size_t b = 0; b < nc; b++)
+                if ((a + b) % 3 == 0 || chans[a] >= 128 || chans[b] <= 4) /* a spread, not all */
+                    one_shape(kernels[q], rows[(a + 2 * b) % (sizeof rows / sizeof rows[0])], chans[a], chans[b]);
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+            one_shape(kernels[q], rows[r], 64, 256);
+    }
+    cr_assert_geq(ran, 1, "the portable kernel at least");
+    cr_assert_eq(mn_gemm_set_isa("generic"), 0, "the portable kernel runs everywhere");
+    cr_assert_eq(mn_gemm_set_isa("sse9"), -1, "an unknown kernel is refused");
+}
