@@ -125,6 +125,12 @@ typedef struct mn_conv_opts {
      * whatever is picked. */
     bool autotune;
     mn_dataflow dataflow; /* MN_GROUPED (default) or MN_FUSED; picked too when autotuned */
+    /* Rows of the arrays in another order than the map's (NULL: the same): the map's input
+     * row r is row in_rows[r] of the input-side array (in, or out when transposed), its
+     * output row r row out_rows[r] of the output-side array; each a permutation of that
+     * array's rows. So features kept in a caller's unsorted order need no copy into the
+     * sorted order the map was built on. */
+    const int32_t *in_rows, *out_rows;
 } mn_conv_opts;
 
 /* out[o] += sum over pairs (i, o) of offset k: in[i] * W[k]  (out zeroed first; bias may be

@@ -137,6 +137,7 @@ typedef struct chunk_job {
     size_t nblk;        /* the pass's blocks in all */
     atomic_size_t next; /* the GEMM pass's next block */
     size_t *cursor;     /* [nt * n] scatter cursors */
+    const int32_t *gperm, *sperm; /* the arrays' rows of the map's gathered / scattered rows */
 } chunk_job;
 
 static const int32_t *gather_rows(const chunk_job *J, int k)
@@ -165,8 +166,10 @@ static void gather_part(void *arg, int t, int nt)
                hi = c * (size_t)(t + 1) / (size_t)nt;
         const int32_t *rows = gather_rows(J, k);
         float *dst = J->A + J->at[x] * ci;
+        const int32_t *pm = J->gperm;
         for (size_t r = lo; r < hi; r++)
-            memcpy(dst + r * ci, J->in + (size_t)rows[r] * ci, ci * sizeof(float));
+            memcpy(dst + r * ci, J->in + (size_t)(pm ? pm[rows[r]] : rows[r]) * ci,
+                   ci * sizeof(float));
     }
 }
 
@@ -243,8 +246,9 @@ static size_t scatter_block(const chunk_job *J, int x, size_t cur, size_t e, int
     const int32_t *rows = scatter_rows(J, k);
     size_t n = J->cnt[k];
     const float *src = J->C + J->at[x] * co + (size_t)c0;
+    const int32_t *pm = J->sperm;
     for (; cur < n && (size_t)rows[cur] < e; cur++) {
-        float *o = J->out + (size_t)rows[cur] * co + (size_t)c0;
+        float *o = J->out + (size_t)(pm ? pm[rows[cur]] : rows[cur]) * co + (size_t)c0;
         const float *s = src + cur * co;
         for (int j = 0; j < cw; j++)
             o[j] += s[j];
@@ -292,12 +296,25 @@ typedef struct fused_job {
     int c_in, c_out;
     size_t n_out, tile_rows, ntiles;
     atomic_size_t next; /* the next tile */
+    const int32_t *gperm, *sperm;
+    int32_t *idx; /* per thread: 2 x tile_rows composed rows (with gperm or sperm) */
 } fused_job;
 
-/* Output rows [b, e) set to the bias (or 0). */
-static void init_rows(float *out, const float *bias, int c_out, size_t b, size_t e)
+/* Output rows [b, e) set to the bias (or 0); with perm, rows perm[b .. e). */
+static void init_rows(float *out, const float *bias, int c_out, size_t b, size_t e,
+                      const int32_t *perm)
 {
     size_t co = (size_t)c_out;
+    if (perm) {
+        for (size_t r = b; r < e; r++) {
+            float *o = out + (size_t)perm[r] * co;
+            if (bias)
+                memcpy(o, bias, co * sizeof *out);
+            else
+                memset(o, 0, co * sizeof *out);
+        }
+        return;
+    }
     if (!bias) {
         memset(out + b * co, 0, (e - b) * co * sizeof *out);
         return;
@@ -308,12 +325,12 @@ static void init_rows(float *out, const float *bias, int c_out, size_t b, size_t
 
 static void fused_part(void *arg, int t, int nt)
 {
-    (void)t;
     (void)nt;
     fused_job *J = arg;
+    int32_t *gi = J->idx + (size_t)t * 2 * J->tile_rows, *si = gi + J->tile_rows;
     for (size_t i; (i = atomic_fetch_add(&J->next, 1)) < J->ntiles;) {
         size_t b = i * J->tile_rows, e = b + J->tile_rows < J->n_out ? b + J->tile_rows : J->n_out;
-        init_rows(J->out, J->bias, J->c_out, b, e);
+        init_rows(J->out, J->bias, J->c_out, b, e, J->sperm);
         for (int x = 0; x < J->n; x++) {
             int k = J->order[x];
             size_t cnt = J->map->count[k];
@@ -321,17 +338,30 @@ static void fused_part(void *arg, int t, int nt)
             const int32_t *sr = J->tr ? J->map->in[k] : J->map->out[k];
             size_t lo = mn_rows_below(sr, cnt, b);
             size_t hi = lo + mn_rows_below(sr + lo, cnt - lo, e);
-            if (hi > lo)
-                mn_gemm(hi - lo, J->in, gr + lo, J->W + (size_t)k * (size_t)J->c_in * (size_t)J->c_out,
-                        J->c_in, J->c_out, J->out, sr + lo, true);
+            if (hi == lo)
+                continue;
+            /* At most one pair per output row in an offset: the run fits the tile. */
+            const int32_t *g = gr + lo, *sc = sr + lo;
+            if (J->gperm) {
+                for (size_t p = lo; p < hi; p++)
+                    gi[p - lo] = J->gperm[gr[p]];
+                g = gi;
+            }
+            if (J->sperm) {
+                for (size_t p = lo; p < hi; p++)
+                    si[p - lo] = J->sperm[sr[p]];
+                sc = si;
+            }
+            mn_gemm(hi - lo, J->in, g, J->W + (size_t)k * (size_t)J->c_in * (size_t)J->c_out,
+                    J->c_in, J->c_out, J->out, sc, true);
         }
     }
 }
 
 /* The fused dataflow: the offsets with pairs in the fixed order, tiles over the threads. */
-static void run_fused(const mn_kmap *map, const int *order, const float *in, int c_in,
-                      const float *W, const float *bias, int c_out, float *out, size_t n_out,
-                      const mn_conv_opts *o, int threads)
+static mn_status run_fused(const mn_kmap *map, const int *order, const float *in, int c_in,
+                           const float *W, const float *bias, int c_out, float *out, size_t n_out,
+                           const mn_conv_opts *o, int threads)
 {
     int first = 0;
     while (first < map->nk && map->count[order[first]] == 0)
@@ -347,10 +377,20 @@ static void run_fused(const mn_kmap *map, const int *order, const float *in, int
                    .c_in = c_in,
                    .c_out = c_out,
                    .n_out = n_out,
-                   .tile_rows = o->tile_rows ? o->tile_rows : MN_DEFAULT_TILE_ROWS};
+                   .tile_rows = o->tile_rows ? o->tile_rows : MN_DEFAULT_TILE_ROWS,
+                   .gperm = o->transposed ? o->out_rows : o->in_rows,
+                   .sperm = o->transposed ? o->in_rows : o->out_rows};
     J.ntiles = (n_out + J.tile_rows - 1) / J.tile_rows;
+    int nt = J.ntiles < (size_t)threads ? (int)J.ntiles : threads;
+    if (J.gperm || J.sperm) {
+        J.idx = malloc((size_t)(nt ? nt : 1) * 2 * J.tile_rows * sizeof *J.idx);
+        if (!J.idx)
+            return mn_fail(MN_ENOMEM, "out of memory for %zu-row tiles", J.tile_rows);
+    }
     atomic_store(&J.next, 0);
-    mn_region(J.ntiles < (size_t)threads ? (int)J.ntiles : threads, fused_part, &J);
+    mn_region(nt, fused_part, &J);
+    free(J.idx);
+    return MN_OK;
 }
 
 /* ---- mn_conv ----------------------------------------------------------------------------- */
@@ -367,7 +407,7 @@ static void init_part(void *arg, int t, int nt)
 {
     init_job *J = arg;
     init_rows(J->out, J->bias, J->c_out, J->n_out * (size_t)t / (size_t)nt,
-              J->n_out * (size_t)(t + 1) / (size_t)nt);
+              J->n_out * (size_t)(t + 1) / (size_t)nt, NULL);
 }
 
 /* The chunk of offsets ks[x0 ..) whose rows fit WORKSPACE_CAP floats of `width` each (at
@@ -433,9 +473,29 @@ static void check_part(void *arg, int t, int nt)
         }
 }
 
+/* perm[0 .. n) a permutation of the rows 0 .. n-1. */
+static mn_status check_perm(const int32_t *perm, size_t n, const char *what)
+{
+    uint8_t *seen = calloc(n / 8 + 1, 1);
+    if (!seen)
+        return mn_fail(MN_ENOMEM, "out of memory");
+    mn_status s = MN_OK;
+    for (size_t r = 0; r < n && s == MN_OK; r++) {
+        size_t v = (size_t)(uint32_t)perm[r];
+        if (v >= n || (seen[v / 8] >> (v % 8) & 1))
+            s = mn_fail(MN_EINVAL, "%s: entry %zu is %d, %s", what, r, (int)perm[r],
+                        v >= n ? "outside the array" : "a row given twice (not a permutation)");
+        else
+            seen[v / 8] |= (uint8_t)(1u << (v % 8));
+    }
+    free(seen);
+    return s;
+}
+
 /* Arguments that do not fit, and maps that could not come from mn_kmap_build: pairs outside
  * the arrays, scatter rows not strictly ascending within an offset (the parallel scatter
- * relies on both); non-finite features. */
+ * relies on both); row orders that are not permutations of the arrays' rows; non-finite
+ * features. */
 mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, int c_in, int c_out,
                              size_t n_out, const mn_conv_opts *o)
 {
@@ -448,6 +508,12 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
         return mn_fail(MN_EINVAL, "tile channels %d: accepted 0 (all) or more", o->tile_channels);
     if (o->dataflow != MN_GROUPED && o->dataflow != MN_FUSED)
         return mn_fail(MN_EINVAL, "dataflow %d: accepted MN_GROUPED or MN_FUSED", (int)o->dataflow);
+    const int32_t *gp = o->transposed ? o->out_rows : o->in_rows;
+    const int32_t *sp = o->transposed ? o->in_rows : o->out_rows;
+    mn_status st;
+    if ((gp && (st = check_perm(gp, n_in, "the input rows")) != MN_OK) ||
+        (sp && (st = check_perm(sp, n_out, "the output rows")) != MN_OK))
+        return st;
     check_job J = {.map = map,
                    .tr = o->transposed,
                    .in = in,
@@ -486,11 +552,13 @@ bool mn_identity_offset(const mn_kmap *map, int k, size_t n_out)
 
 /* cnt[k]: the rows offset k puts in the workspace: its pairs, or 0 for the identity offset
  * (a submanifold map's centre: pair p is (p, p) for every output row), which needs no gather
- * and no scatter: its GEMM reads `in` and adds into `out` directly (beta 1). */
-static void workspace_rows(const mn_kmap *map, size_t n_out, size_t *cnt)
+ * and no scatter: its GEMM reads `in` and adds into `out` directly, row for row (also when
+ * both sides' rows are the same permutation: it still pairs every row with itself). */
+static void workspace_rows(const mn_kmap *map, size_t n_out, const mn_conv_opts *o, size_t *cnt)
 {
+    bool same = o->in_rows == o->out_rows; /* both the map's order, or the same permutation */
     for (int k = 0; k < map->nk; k++)
-        cnt[k] = mn_identity_offset(map, k, n_out) ? 0 : map->count[k];
+        cnt[k] = same && mn_identity_offset(map, k, n_out) ? 0 : map->count[k];
 }
 
 /* Grow the workspace to `bytes`. */
@@ -607,14 +675,14 @@ mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const f
     int ng = make_groups(map, o->group_threshold, order, g);
     if (o->dataflow == MN_FUSED) {
         double t0 = mn_seconds();
-        run_fused(map, order, in, c_in, W, bias, c_out, out, n_out, o, threads);
+        s = run_fused(map, order, in, c_in, W, bias, c_out, out, n_out, o, threads);
         if (o->times)
             o->times->gemm += mn_seconds() - t0; /* gather and scatter are inside it */
         goto done;
     }
     init_job ij = {.out = out, .bias = bias, .c_out = c_out, .n_out = n_out};
     mn_region(threads_for(n_out * (size_t)c_out / 16, threads), init_part, &ij);
-    workspace_rows(map, n_out, cnt);
+    workspace_rows(map, n_out, o, cnt);
     /* A group runs in chunks of consecutive offsets whose gathered rows and results fit the
      * workspace cap (at least one offset a chunk), each offset's rows packed after the last. */
     size_t width = (size_t)c_in + (size_t)c_out, biggest = 1;
@@ -643,7 +711,9 @@ mn_status mn_conv_checked(const mn_kmap *map, const float *in, int c_in, const f
                    .tile_rows = o->tile_rows ? o->tile_rows : MN_DEFAULT_TILE_ROWS,
                    .tile_ch = o->tile_channels,
                    .cursor = cursor,
-                   .blk = blk};
+                   .blk = blk,
+                   .gperm = o->transposed ? o->out_rows : o->in_rows,
+                   .sperm = o->transposed ? o->in_rows : o->out_rows};
     double t[3] = {0, 0, 0};
     for (int gi = 0; gi < ng; gi++)
         for (int x0 = 0, x1; x0 < g[gi].n; x0 = x1) {

@@ -33,6 +33,7 @@ typedef struct dw_job {
     int c_in, c_out;
     size_t n_in, n_out;
     float *scratch; /* per thread: DW_ROWS x (c_in + c_out) floats */
+    const int32_t *iperm, *gperm; /* the row orders of `in` and of d_out (NULL: the map's) */
     atomic_int next;
 } dw_job;
 
@@ -44,17 +45,22 @@ static void dw_offset(const dw_job *J, int k, float *A, float *G)
         memset(dw, 0, ci * co * sizeof *dw);
         return;
     }
-    /* Rows of `in` and of d_out: forward gathers by in[] and scatters by out[]. */
+    /* Rows of `in` and of d_out: forward gathers by in[] and scatters by out[] (through the
+     * arrays' row orders, when given). */
     const int32_t *ir = J->tr ? J->map->out[k] : J->map->in[k];
     const int32_t *gr = J->tr ? J->map->in[k] : J->map->out[k];
-    bool ident = J->n_in == J->n_out && mn_identity_offset(J->map, k, J->n_out);
+    bool ident = J->n_in == J->n_out && !J->iperm && !J->gperm && /* rows in the map's order */
+                 mn_identity_offset(J->map, k, J->n_out);
     for (size_t r0 = 0; r0 < n; r0 += DW_ROWS) {
         size_t m = n - r0 < DW_ROWS ? n - r0 : DW_ROWS;
         const float *a = J->in + r0 * ci, *g = J->d_out + r0 * co;
         if (!ident) {
             for (size_t r = 0; r < m; r++) {
-                memcpy(A + r * ci, J->in + (size_t)ir[r0 + r] * ci, ci * sizeof *A);
-                memcpy(G + r * co, J->d_out + (size_t)gr[r0 + r] * co, co * sizeof *G);
+                size_t a_row = (size_t)ir[r0 + r], g_row = (size_t)gr[r0 + r];
+                a_row = J->iperm ? (size_t)J->iperm[a_row] : a_row;
+                g_row = J->gperm ? (size_t)J->gperm[g_row] : g_row;
+                memcpy(A + r * ci, J->in + a_row * ci, ci * sizeof *A);
+                memcpy(G + r * co, J->d_out + g_row * co, co * sizeof *G);
             }
             a = A;
             g = G;
@@ -121,6 +127,8 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
                     .c_out = c_out,
                     .n_in = n_in,
                     .n_out = n_out,
+                    .iperm = o->transposed ? o->out_rows : o->in_rows,
+                    .gperm = o->transposed ? o->in_rows : o->out_rows,
                     .scratch = malloc((size_t)threads * DW_ROWS * (ci + co) * sizeof(float))};
         if (!J.scratch)
             return mn_fail(MN_ENOMEM, "out of memory for the weight-gradient scratch");

@@ -216,9 +216,29 @@ class _Workspace(threading.local):
 _workspace = _Workspace()
 
 
-def _opts(transposed, threads, autotune):
-    return _lib.ConvOpts(group_threshold=0.25, threads=threads, transposed=bool(transposed),
-                         autotune=bool(autotune), ws=ctypes.pointer(_workspace.ws))
+def _rows(a, n, what):
+    """An int32 C-contiguous numpy view of a row order (None stays None); its length is
+    checked here, its being a permutation by the library."""
+    if a is None:
+        return None
+    v = _numpy_view(a)
+    if v.ndim != 1 or v.shape[0] != n:
+        raise MinuetValueError("EINVAL", f"{what}: shape {tuple(v.shape)}, expected [{n}]")
+    if v.dtype == np.int64:
+        v = v.astype(np.int32)
+    elif v.dtype != np.int32:
+        raise MinuetValueError("EINVAL", f"{what}: dtype {v.dtype}, expected int32 or int64")
+    return np.ascontiguousarray(v)
+
+
+def _opts(transposed, threads, autotune, in_rows=None, out_rows=None):
+    o = _lib.ConvOpts(group_threshold=0.25, threads=threads, transposed=bool(transposed),
+                      autotune=bool(autotune), ws=ctypes.pointer(_workspace.ws))
+    if in_rows is not None:
+        o.in_rows = in_rows.ctypes.data_as(_lib.c_int32_p)
+    if out_rows is not None:
+        o.out_rows = out_rows.ctypes.data_as(_lib.c_int32_p)
+    return o
 
 
 def _weights(w, kmap, c_in, what="weight"):
@@ -231,9 +251,14 @@ def _weights(w, kmap, c_in, what="weight"):
     return np.ascontiguousarray(v)
 
 
-def conv(kmap, feats, weight, bias=None, n_out=None, transposed=False, threads=0, autotune=True):
+def conv(kmap, feats, weight, bias=None, n_out=None, transposed=False, threads=0, autotune=True,
+         in_rows=None, out_rows=None):
     """out[o] = bias + sum over pairs (i, o) of offset k: feats[i] @ weight[k] (with transposed,
-    the pairs used as (o, i)). feats [n_in, C_in], weight [K^3, C_in, C_out]."""
+    the pairs used as (o, i)). feats [n_in, C_in], weight [K^3, C_in, C_out].
+    in_rows / out_rows (int32 or int64, a permutation; None: the map's order): the map's input
+    row r is row in_rows[r] of the input-side array (feats, or the output when transposed),
+    its output row r row out_rows[r] of the other: features in an unsorted order need no
+    copy into the map's."""
     f = _floats(feats, None, "features")
     if f.ndim != 2:
         raise MinuetValueError("EINVAL", f"features: shape {tuple(f.shape)}, expected [N, C]")
@@ -245,16 +270,19 @@ def conv(kmap, feats, weight, bias=None, n_out=None, transposed=False, threads=0
     if n_out is None:
         n_out = kmap.n_in if transposed else kmap.n_out
     out = np.empty((n_out, c_out), np.float32)
-    o = _opts(transposed, threads, autotune)
+    n_a, n_b = (n_out, f.shape[0]) if transposed else (f.shape[0], n_out)
+    ri, ro = _rows(in_rows, n_a, "in_rows"), _rows(out_rows, n_b, "out_rows")
+    o = _opts(transposed, threads, autotune, ri, ro)
     _check(_lib.mn_conv(ctypes.byref(kmap._m), _fp(f), f.shape[0], f.shape[1], _fp(w), _fp(b),
                         c_out, _fp(out), n_out, ctypes.byref(o)))
     return _like(feats, out)
 
 
 def conv_backward(kmap, feats, weight, grad_out, transposed=False, need_input=True,
-                  need_weight=True, need_bias=False, threads=0, autotune=True):
+                  need_weight=True, need_bias=False, threads=0, autotune=True, in_rows=None,
+                  out_rows=None):
     """(d_feats, d_weight, d_bias) of conv() for grad_out = dL/d(out); each None when not
-    needed. The same maps, grouping, autotuning and determinism as the forward."""
+    needed. The same maps, row orders, grouping, autotuning and determinism as the forward."""
     f = _floats(feats, None, "features")
     w = _weights(weight, kmap, f.shape[1])
     c_out = w.shape[2]
@@ -262,7 +290,9 @@ def conv_backward(kmap, feats, weight, grad_out, transposed=False, need_input=Tr
     di = np.empty_like(f) if need_input else None
     dw = np.empty_like(w) if need_weight else None
     db = np.empty(c_out, np.float32) if need_bias else None
-    o = _opts(transposed, threads, autotune)
+    n_a, n_b = (g.shape[0], f.shape[0]) if transposed else (f.shape[0], g.shape[0])
+    ri, ro = _rows(in_rows, n_a, "in_rows"), _rows(out_rows, n_b, "out_rows")
+    o = _opts(transposed, threads, autotune, ri, ro)
     _check(_lib.mn_conv_backward(ctypes.byref(kmap._m), _fp(f), f.shape[0], f.shape[1], _fp(w),
                                  c_out, _fp(g), g.shape[0], _fp(di), _fp(dw), _fp(db),
                                  ctypes.byref(o)))

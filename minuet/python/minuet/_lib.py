@@ -38,7 +38,8 @@ class ConvOpts(ctypes.Structure):
                 ("transposed", ctypes.c_bool), ("times", ctypes.POINTER(ConvTimes)),
                 ("ws", ctypes.POINTER(Workspace)), ("batch_rows", ctypes.c_size_t),
                 ("tile_rows", ctypes.c_size_t), ("tile_channels", ctypes.c_int),
-                ("autotune", ctypes.c_bool), ("dataflow", ctypes.c_int)]
+                ("autotune", ctypes.c_bool), ("dataflow", ctypes.c_int),
+                ("in_rows", c_int32_p), ("out_rows", c_int32_p)]
 
 
 def _candidates():

@@ -6,9 +6,10 @@ install() patches spconv.pytorch's convolution forward; MINUET_HOOK=spconv does 
 line on stderr per reason (once). MINUET_LOG=info prints, per layer, which path ran.
 
 How a layer runs through Minuet:
-  - the input's coordinates are sorted once (mn_sort; cached per indices tensor) and the
-    features permuted into that order when it is not the identity; outputs of strided
-    convolutions are produced sorted, so deeper layers need no permutation;
+  - the input's coordinates are sorted once (mn_sort; cached per indices tensor); the
+    features stay in the input's order, libminuet reaching the map's sorted rows through the
+    permutation (mn_conv_opts.in_rows / out_rows), so nothing is copied in Python; outputs
+    of strided convolutions are produced sorted, so deeper layers need no permutation;
   - subm: a submanifold map of the sorted coordinates; strided: the output sites
     (mn_conv_outputs: spconv's grid convention, padding and dilation included) and a map
     between them, the outputs placed in input space (o*stride - padding, centred for odd K);
@@ -60,17 +61,13 @@ _sorted_cache = {}  # id(tensor) -> (weakref, version, result); entries die with
 
 
 def _sorted(indices):
-    """(sorted int32 coordinates, perm or None, inverse perm or None) of an indices tensor."""
+    """(sorted int32 coordinates, perm or None) of an indices tensor: sorted row r is row
+    perm[r] of the tensor."""
     hit = _sorted_cache.get(id(indices))
     if hit is not None and hit[0]() is indices and hit[1] == indices._version:
         return hit[2]
     s, perm = minuet.sort(indices, threads=torch.get_num_threads())
-    if torch.equal(perm, torch.arange(perm.shape[0])):
-        res = (s, None, None)
-    else:
-        inv = torch.empty_like(perm)
-        inv[perm] = torch.arange(perm.shape[0])
-        res = (s, perm, inv)
+    res = (s, None if torch.equal(perm, torch.arange(perm.shape[0])) else perm)
     key = id(indices)
     _sorted_cache[key] = (weakref.ref(indices, lambda _: _sorted_cache.pop(key, None)),
                           indices._version, res)
@@ -86,13 +83,14 @@ def _make_indice_data_class():
         """spconv's IndiceData with Minuet's map. indice_pairs / indice_pair_num are built in
         spconv's format only if a layer running spconv's code reuses this key."""
 
-        def __init__(self, out_indices, indices, kmap, in_perm, in_inv, spatial_shape,
+        def __init__(self, out_indices, indices, kmap, in_perm, spatial_shape,
                      out_spatial_shape, is_subm, algo, ksize, stride, dilation, padding):
             self.out_indices = out_indices
             self.indices = indices
             self.kmap = kmap
             self.in_perm = in_perm  # sorted input row r is original row in_perm[r] (None: same)
-            self.in_inv = in_inv  # and original row i is sorted row in_inv[i]
+            # in_perm as the int32 row order libminuet takes (None: the map's order)
+            self.rows = None if in_perm is None else in_perm.numpy().astype(np.int32)
             self.spatial_shape = spatial_shape
             self.out_spatial_shape = out_spatial_shape
             self.is_subm = is_subm
@@ -150,13 +148,16 @@ MinuetIndiceData = None
 # -- autograd -------------------------------------------------------------------------------
 
 class _ConvFn(torch.autograd.Function):
+    """rows: (in_rows, out_rows), the arrays' row orders of the map's two sides (int32 numpy
+    or None): features stay in the caller's order, nothing is permuted in Python."""
+
     @staticmethod
-    def forward(ctx, feats, W, bias, kmap, transposed, n_out):
+    def forward(ctx, feats, W, bias, kmap, transposed, n_out, rows):
         th = torch.get_num_threads()
         y = minuet.conv(kmap, feats.contiguous(), W, bias, n_out=n_out, transposed=transposed,
-                        threads=th)
+                        threads=th, in_rows=rows[0], out_rows=rows[1])
         ctx.save_for_backward(feats, W)
-        ctx.kmap, ctx.transposed, ctx.has_bias = kmap, transposed, bias is not None
+        ctx.kmap, ctx.transposed, ctx.has_bias, ctx.rows = kmap, transposed, bias is not None, rows
         return y
 
     @staticmethod
@@ -166,8 +167,8 @@ class _ConvFn(torch.autograd.Function):
         di, dw, db = minuet.conv_backward(
             ctx.kmap, feats.contiguous(), W, gy.contiguous(), transposed=ctx.transposed,
             need_input=need[0], need_weight=need[1], need_bias=ctx.has_bias and need[2],
-            threads=torch.get_num_threads())
-        return di, dw, db, None, None, None
+            threads=torch.get_num_threads(), in_rows=ctx.rows[0], out_rows=ctx.rows[1])
+        return di, dw, db, None, None, None, None
 
 
 # -- the layer ------------------------------------------------------------------------------
@@ -269,11 +270,10 @@ def _minuet_forward(self, input, weight, bias):
         assert datas is not None and self.indice_key is not None
         assert datas.is_subm is False, "inverse conv can only be used with standard conv and pool ops."
         self._check_inverse_reuse_valid(input, spatial_shape, datas)
-        # The convolution's outputs are our inputs (its sorted order); its inputs our outputs.
+        # The convolution's outputs are our inputs (its sorted order); its inputs our outputs,
+        # in their original order (the map's input rows through in_rows).
         n_out = datas.indices.shape[0]
-        y = _ConvFn.apply(feats, W, bias, datas.kmap, True, n_out)
-        if datas.in_inv is not None:  # back to the convolution's input order
-            y = y[datas.in_inv]
+        y = _ConvFn.apply(feats, W, bias, datas.kmap, True, n_out, (datas.rows, None))
         outids, out_spatial_shape = datas.indices, datas.spatial_shape
     else:
         if self.subm:
@@ -290,11 +290,11 @@ def _minuet_forward(self, input, weight, bias):
                 msg = f"your indice key {self.indice_key} already exists in this sparse tensor."
                 assert self.indice_key not in indice_dict, msg
                 indice_dict[self.indice_key] = datas
-        x = feats if datas.in_perm is None else feats[datas.in_perm]
+        # Features stay in the input's order: the map's sorted rows reach them through
+        # datas.rows (subm outputs too, in the input's order; strided outputs are sorted).
         n_out = datas.out_indices.shape[0]
-        y = _ConvFn.apply(x, W, bias, datas.kmap, False, n_out)
-        if self.subm and datas.in_inv is not None:
-            y = y[datas.in_inv]
+        rows = (datas.rows, datas.rows if self.subm else None)
+        y = _ConvFn.apply(feats, W, bias, datas.kmap, False, n_out, rows)
         outids = datas.out_indices
     _info(f"{self._layer_name()}: minuet, {feats.shape[0]} -> {y.shape[0]} voxels, map "
           f"{'reused' if reused else 'built'}")
@@ -314,7 +314,7 @@ def _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d):
     if lo[0] < 0 or any(lo[1:][x] < 0 or hi[1:][x] >= spatial_shape[x] for x in range(3)):
         raise ValueError(f"{self._layer_name()}: coordinates span {lo} .. {hi} (batch, then "
                          f"the axes), outside the spatial shape {list(spatial_shape)}")
-    srt, perm, inv = _sorted(indices)
+    srt, perm = _sorted(indices)
     if self.subm:
         kmap = minuet.kernel_map(srt, srt, K, 1, d, threads=th)
         out_indices = indices
@@ -324,7 +324,7 @@ def _build(self, indices, spatial_shape, out_spatial_shape, K, s, p, d):
         q[:, 1:] = outs[:, 1:] * s - p + (K // 2) * d * (K % 2)
         kmap = minuet.kernel_map(srt, q, K, 1, d, threads=th)
         out_indices = outs
-    return MinuetIndiceData(out_indices, indices, kmap, perm, inv, spatial_shape, out_spatial_shape,
+    return MinuetIndiceData(out_indices, indices, kmap, perm, spatial_shape, out_spatial_shape,
                             self.subm, ConvAlgo.Native, self.kernel_size, self.stride,
                             self.dilation, self.padding)
 

@@ -492,3 +492,101 @@ Test(net, bad_input)
     free(f);
     free(c.c);
 }
+
+/* A random permutation of 0 .. n-1 (Fisher-Yates, fixed seed). */
+static int32_t *shuffled(size_t n, uint64_t seed)
+{
+    int32_t *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (int32_t)i;
+    for (size_t i = n; i > 1; i--) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t j = (size_t)(seed >> 33) % i;
+        int32_t t = p[i - 1];
+        p[i - 1] = p[j];
+        p[j] = t;
+    }
+    return p;
+}
+
+/* rows of a [n, c] array in another order: out[perm[r]] = in[r]. */
+static float *scatter_rows(const float *in, const int32_t *perm, size_t n, int c)
+{
+    float *out = malloc((n ? n : 1) * (size_t)c * sizeof *out);
+    for (size_t r = 0; r < n; r++)
+        memcpy(out + (size_t)perm[r] * (size_t)c, in + r * (size_t)c, (size_t)c * sizeof *out);
+    return out;
+}
+
+/* One map, features kept in an unsorted order (in_rows / out_rows): the same bits as with
+ * the features copied into the map's order, forward (both dataflows) and backward. */
+static void rows_case(const mn_coords *a, const mn_coords *b, int K, bool tr, int ci, int co,
+                      const char *what)
+{
+    mn_kmap m;
+    cr_assert_eq(mn_kmap_build(a, b, K, 1, 1, MN_SORT, 2, &m), MN_OK, "%s", mn_last_error());
+    size_t n_in = tr ? b->n : a->n, n_out = tr ? a->n : b->n;
+    int32_t *pa = shuffled(a->n, 7), *pb = K % 2 && a == b ? pa : shuffled(b->n, 8);
+    const int32_t *p_in = tr ? pb : pa, *p_out = tr ? pa : pb; /* rows of `in` / `out` */
+    float *f = randf(n_in * (size_t)ci), *W = randf((size_t)m.nk * ci * co);
+    float *g = randf(n_out * (size_t)co);
+    float *fp = scatter_rows(f, p_in, n_in, ci), *gp = scatter_rows(g, p_out, n_out, co);
+    float *y = malloc(n_out * (size_t)co * sizeof *y), *yp = malloc(n_out * (size_t)co * sizeof *yp);
+    float *di = malloc(n_in * (size_t)ci * sizeof *di), *dip = malloc(n_in * (size_t)ci * sizeof *dip);
+    size_t nw = (size_t)m.nk * (size_t)ci * (size_t)co;
+    float *dw = malloc(nw * sizeof *dw), *dwp = malloc(nw * sizeof *dwp);
+    for (int df = 0; df < 2; df++) {
+        mn_conv_opts o = {.threads = 2, .transposed = tr, .dataflow = df ? MN_FUSED : MN_GROUPED};
+        cr_assert_eq(mn_conv(&m, f, n_in, ci, W, NULL, co, y, n_out, &o), MN_OK, "%s", mn_last_error());
+        cr_assert_eq(mn_conv_backward(&m, f, n_in, ci, W, co, g, n_out, di, dw, NULL, &o), MN_OK);
+        o.in_rows = pa;
+        o.out_rows = pb;
+        cr_assert_eq(mn_conv(&m, fp, n_in, ci, W, NULL, co, yp, n_out, &o), MN_OK, "%s", mn_last_error());
+        cr_assert_eq(mn_conv_backward(&m, fp, n_in, ci, W, co, gp, n_out, dip, dwp, NULL, &o), MN_OK,
+                     "%s", mn_last_error());
+        for (size_t r = 0; r < n_out; r++)
+            cr_assert_eq(memcmp(y + r * (size_t)co, yp + (size_t)p_out[r] * (size_t)co,
+                                (size_t)co * sizeof *y), 0, "%s, %s: output row %zu", what,
+                         df ? "fused" : "grouped", r);
+        for (size_t r = 0; r < n_in; r++)
+            cr_assert_eq(memcmp(di + r * (size_t)ci, dip + (size_t)p_in[r] * (size_t)ci,
+                                (size_t)ci * sizeof *di), 0, "%s: input-gradient row %zu", what, r);
+        cr_assert_eq(memcmp(dw, dwp, nw * sizeof *dw), 0, "%s: weight gradient", what);
+    }
+    free(f), free(W), free(g), free(fp), free(gp), free(y), free(yp), free(di), free(dip);
+    free(dw), free(dwp);
+    if (pb != pa)
+        free(pb);
+    free(pa);
+    mn_kmap_free(&m);
+}
+
+Test(conv, unsorted_rows_give_the_same_bits)
+{
+    mn_coords c = dense_cloud(3000, 16), q;
+    cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK);
+    rows_case(&c, &c, 3, false, 5, 7, "submanifold K=3");
+    rows_case(&c, &q, 2, false, 4, 6, "strided K=2");
+    rows_case(&c, &q, 2, true, 6, 4, "transposed K=2");
+    free(c.c);
+    free(q.c);
+}
+
+Test(conv, row_orders_must_be_permutations)
+{
+    mn_coords c = cloud(200, 8, 0, 1, 1);
+    mn_kmap m;
+    cr_assert_eq(mn_kmap_build(&c, &c, 3, 1, 1, MN_SORT, 1, &m), MN_OK);
+    float *f = randf(c.n * 2), *W = randf((size_t)m.nk * 4), *y = malloc(c.n * 2 * sizeof *y);
+    int32_t *p = shuffled(c.n, 3);
+    mn_conv_opts o = {.in_rows = p};
+    p[5] = p[6];
+    cr_assert_eq(mn_conv(&m, f, c.n, 2, W, NULL, 2, y, c.n, &o), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "given twice"), "%s", mn_last_error());
+    p[5] = (int32_t)c.n;
+    cr_assert_eq(mn_conv(&m, f, c.n, 2, W, NULL, 2, y, c.n, &o), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "outside"), "%s", mn_last_error());
+    free(f), free(W), free(y), free(p);
+    mn_kmap_free(&m);
+    free(c.c);
+}
