@@ -97,6 +97,54 @@ K512(8, 3)
 K512(12, 2)
 K512(14, 1)
 
+/* The same on a packed panel: ap[k * MR + r] is row r's value k (one pointer for the rows,
+ * none held in registers per row); MASKED 0 for strips of whole vectors (no masks). */
+#define K512P(MR, NV, MASKED)                                                                   \
+    __attribute__((target("avx512f"))) static void k512p_##MR##_##NV##_##MASKED(               \
+        const float *ap, const float *W, int c_in, int c_out, int j0, float *const *c, int mr,  \
+        const __mmask16 *mk, bool add)                                                          \
+    {                                                                                           \
+        __m512 acc[MR][NV];                                                                     \
+        __mmask16 m[NV];                                                                        \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) m[v] = mk[v];                     \
+        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =                   \
+                _mm512_setzero_ps();                                                            \
+        const float *w = W + j0;                                                                \
+        for (int k = 0; k < c_in; k++, w += c_out, ap += MR) {                                  \
+            __m512 b[NV];                                                                       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] =                        \
+                MASKED ? _mm512_maskz_loadu_ps(m[v], w + 16 * v) : _mm512_loadu_ps(w + 16 * v); \
+            _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                               \
+            {                                                                                   \
+                __m512 x = _mm512_set1_ps(ap[r]);                                               \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =               \
+                    _mm512_fmadd_ps(x, b[v], acc[r][v]);                                        \
+            }                                                                                   \
+        }                                                                                       \
+        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
+        {                                                                                       \
+            if (r >= mr)                                                                        \
+                break;                                                                          \
+            float *p = c[r] + j0;                                                               \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                \
+            {                                                                                   \
+                __m512 y = acc[r][v];                                                           \
+                if (add)                                                                        \
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], p + 16 * v), y);              \
+                _mm512_mask_storeu_ps(p + 16 * v, m[v], y);                                     \
+            }                                                                                   \
+        }                                                                                       \
+    }
+K512P(6, 4, 0)
+K512P(6, 4, 1)
+K512P(8, 3, 0)
+K512P(8, 3, 1)
+K512P(12, 2, 0)
+K512P(12, 2, 1)
+K512P(14, 1, 0)
+K512P(14, 1, 1)
+
 /* AVX2 + FMA: MR rows x NV vectors of 8 columns; `last` masks the last vector. */
 #define K256(MR, NV)                                                                            \
     __attribute__((target("avx2,fma"))) static void k256_##MR##_##NV(                          \
@@ -180,6 +228,7 @@ int mn_gemm_set_isa(const char *name)
 /* ---- mn_gemm ----------------------------------------------------------------------------- */
 
 #define MR_MAX 14
+#define PACK_K 512 /* inputs channels up to which a row block is packed into a panel */
 
 static const float *row_of(const float *base, const int32_t *idx, size_t r, size_t ld)
 {
@@ -203,6 +252,40 @@ __attribute__((target("avx512f"))) static void run512(size_t m, const float *A,
     int mr = nv == 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 12 : 14;
     size_t chunk = ((size_t)256 << 10) / ((size_t)c_in * sizeof(float));
     chunk = chunk < (size_t)mr ? (size_t)mr : chunk / (size_t)mr * (size_t)mr;
+    if (c_in <= PACK_K && c_out > nv * 16) {
+        /* Row blocks outer: the block's rows packed once (the gather, when indexed), then
+         * every strip of W over them. */
+        float ap[MR_MAX * PACK_K] __attribute__((aligned(64)));
+        for (size_t r0 = 0; r0 < m; r0 += (size_t)mr) {
+            int n = m - r0 < (size_t)mr ? (int)(m - r0) : mr;
+            for (int r = 0; r < mr; r++) {
+                size_t rr = r0 + (size_t)(r < n ? r : n - 1);
+                const float *src = row_of(A, ai, rr, (size_t)c_in);
+                for (int k = 0; k < c_in; k++)
+                    ap[k * mr + r] = src[k];
+                c[r] = (float *)row_of(C, ci, rr, (size_t)c_out);
+            }
+            for (int j0 = 0; j0 < c_out; j0 += nv * 16) {
+                __mmask16 mk[4];
+                for (int v = 0; v < 4; v++) {
+                    int w = c_out - j0 - v * 16;
+                    mk[v] = (__mmask16)(w >= 16 ? 0xffffu : w > 0 ? (1u << w) - 1 : 0u);
+                }
+                bool full = c_out - j0 >= nv * 16;
+                switch (nv * 2 + full) {
+                case 9: k512p_6_4_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 8: k512p_6_4_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 7: k512p_8_3_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 6: k512p_8_3_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 5: k512p_12_2_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 4: k512p_12_2_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 3: k512p_14_1_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                default: k512p_14_1_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                }
+            }
+        }
+        return;
+    }
     for (size_t q0 = 0; q0 < m; q0 += chunk) {
         size_t q1 = m - q0 < chunk ? m : q0 + chunk;
         for (int j0 = 0; j0 < c_out; j0 += nv * 16) {

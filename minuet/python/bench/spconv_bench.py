@@ -4,6 +4,7 @@ RSS is its own): spconv's CPU path against the same model with the Minuet hook.
   spconv_bench.py net    --coords C.npy --model resnet21|unet42 --mode spconv|minuet
                          --phase forward|train [--threads 2] [--repeat 3]
   spconv_bench.py layers --coords C.npy --mode spconv|minuet [--threads 2] [--repeat 3]
+  spconv_bench.py floor  --coords C.npy --model resnet21|unet42 [--threads 2] [--repeat 3]
 
 net: a ResNet-21- or UNet-42-style spconv model (random weights, seed 0; widths 16, 32, 64,
 128, 256 as minuet bench's defaults; ReLU between convolutions), forward under no_grad or
@@ -12,7 +13,15 @@ warm-up run (which also autotunes Minuet's layer shapes), peak RSS in MiB, the o
 checksum. layers: per layer kind (SubMConv3d 16->16 K=3; SparseConv3d 16->32 K=2 s=2;
 SparseConv3d 16->32 K=3 s=2 p=1), the index generation / map build (spconv's
 get_indice_pairs; Minuet's sort and map, the output sites included for strided layers) and
-the convolution with the map reused.
+the convolution with the map reused. floor: the GEMM floor of the model on this machine:
+the multiply-adds every engine must do (each layer's kernel-map pairs x C_in x C_out, the
+same for spconv and Minuet), at the speed of torch's BLAS on dense, cache-resident blocks
+of those shapes (the best per row of 1024-, 4096- and 16384-row torch.mm calls, the same
+threads): forward [pairs, C_in] x [C_in, C_out]; a training step adds the input gradient
+[pairs, C_out] x [C_out, C_in] and the weight gradient [C_in, pairs] x [pairs, C_out].
+Gathers, scatters, maps and everything else cost nothing in it, so no engine doing the same
+arithmetic at that speed beats it, and spconv's time over it bounds the speed-up any such
+engine can reach.
 """
 import argparse
 import json
@@ -189,17 +198,67 @@ def cmd_layers(a):
     print(json.dumps({"voxels": int(idx.shape[0]), "layers": rows, "peak_rss_mib": peak_rss_mib()}))
 
 
+def cmd_floor(a):
+    import minuet
+    from minuet import spconv_hook
+    spconv_hook.install()
+    idx, shape = load(a.coords)
+    torch.manual_seed(0)
+    feats = torch.randn(idx.shape[0], 4)
+    net = (ResNet21 if a.model == "resnet21" else UNet42)(4)
+    shapes = []
+    orig = minuet.conv
+
+    def record(kmap, feats, weight, *args, **kw):
+        shapes.append((int(kmap.total), int(weight.shape[1]), int(weight.shape[2])))
+        return orig(kmap, feats, weight, *args, **kw)
+
+    minuet.conv = record
+    with torch.no_grad():
+        net(spconv.SparseConvTensor(feats, idx, shape, 1))
+    minuet.conv = orig
+
+    rates = {}
+
+    def per_row(k, n, kind):
+        """Seconds per row of the best of 1024-, 4096- and 16384-row GEMMs (cache-resident
+        blocks, output preallocated): kind "x" [rows, k] x [k, n]; kind "t" [n, rows] x
+        [rows, k]^T... the weight gradient [k, rows] x [rows, n] summed over rows."""
+        key = (k, n, kind)
+        if key not in rates:
+            r = []
+            for m in (1024, 4096, 16384):
+                if kind == "x":
+                    A, B, C = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+                    r.append(best(lambda: torch.mm(A, B, out=C), a.repeat) / m)
+                else:
+                    A, B, C = torch.randn(m, k), torch.randn(m, n), torch.empty(k, n)
+                    r.append(best(lambda: torch.mm(A.t(), B, out=C), a.repeat) / m)
+            rates[key] = min(r)
+        return rates[key]
+
+    fwd = sum(p * per_row(ci, co, "x") for p, ci, co in shapes)
+    bwd = sum(p * (per_row(co, ci, "x") + per_row(ci, co, "t")) for p, ci, co in shapes)
+    print(json.dumps({"voxels": int(idx.shape[0]), "convs": len(shapes),
+                      "gmacs": sum(p * ci * co for p, ci, co in shapes) / 1e9,
+                      "forward_floor_s": fwd, "train_floor_s": fwd + bwd}))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["net", "layers"])
+    ap.add_argument("what", choices=["net", "layers", "floor"])
     ap.add_argument("--coords", required=True)
     ap.add_argument("--model", choices=["resnet21", "unet42"], default="unet42")
-    ap.add_argument("--mode", choices=["spconv", "minuet"], required=True)
+    ap.add_argument("--mode", choices=["spconv", "minuet"])
     ap.add_argument("--phase", choices=["forward", "train"], default="forward")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
+    if a.what != "floor" and a.mode is None:
+        ap.error(f"{a.what}: --mode spconv|minuet is required")
     torch.set_num_threads(a.threads)
+    if a.what == "floor":
+        return cmd_floor(a)
     if a.mode == "minuet":
         from minuet import spconv_hook
         spconv_hook.install()

@@ -415,7 +415,8 @@ Test(net, resnet21_unet42_shapes_and_equivariance)
         mn_net_stats st, st2;
         float *y = net_run(net, &c, f, MN_SORT, 2, &n, &ch, &st);
         cr_assert_eq(st.convs, kind ? 42u : 21u);
-        cr_assert(st.map_s > 0 && st.gather_s > 0 && st.gemm_s > 0 && st.scatter_s > 0 &&
+        /* Gather and scatter are 0 where the fused dataflow ran: it does them in the GEMM. */
+        cr_assert(st.map_s > 0 && st.gather_s >= 0 && st.gemm_s > 0 && st.scatter_s >= 0 &&
                       st.other_s >= 0,
                   "stage times %g %g %g %g %g", st.map_s, st.gather_s, st.gemm_s, st.scatter_s,
                   st.other_s);
