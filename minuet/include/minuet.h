@@ -69,6 +69,10 @@ typedef struct mn_kmap {
     int32_t **in, **out; /* per offset: input and output row of each pair, by output row
                           * (read-only: offsets may share arrays; mn_kmap_free frees them) */
     size_t total;        /* all pairs */
+    /* The input and output row counts mn_kmap_build built it for (0 in a map made another
+     * way). mn_conv trusts such a map's pairs and checks only these counts; other maps are
+     * checked pair by pair. */
+    size_t n_in, n_out;
 } mn_kmap;
 
 /* Pairs for every offset between sorted inputs and sorted outputs (both mn_sort'ed):

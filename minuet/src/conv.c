@@ -431,6 +431,7 @@ typedef struct check_job {
     bool tr;
     const float *in;
     size_t n_in, n_out, values;
+    bool pairs; /* check the pairs (a map not from mn_kmap_build) */
     struct {
         int kind; /* 0 none, 1 a row outside, 2 scatter rows not ascending, 3 a non-finite value */
         int k;
@@ -443,7 +444,8 @@ static void check_part(void *arg, int t, int nt)
     check_job *J = arg;
     const mn_kmap *m = J->map;
     J->bad[t].kind = 0;
-    size_t lo = m->total * (size_t)t / (size_t)nt, hi = m->total * (size_t)(t + 1) / (size_t)nt;
+    size_t pairs = J->pairs ? m->total : 0; /* a built map's pairs are trusted */
+    size_t lo = pairs * (size_t)t / (size_t)nt, hi = pairs * (size_t)(t + 1) / (size_t)nt;
     size_t base = 0; /* global index of offset k's first pair */
     for (int k = 0; k < m->nk && base < hi; base += m->count[k], k++) {
         size_t n = m->count[k];
@@ -514,15 +516,25 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
     if ((gp && (st = check_perm(gp, n_in, "the input rows")) != MN_OK) ||
         (sp && (st = check_perm(sp, n_out, "the output rows")) != MN_OK))
         return st;
+    bool built = map->n_in && map->n_out;
+    if (built) { /* mn_kmap_build's: only the row counts need to match the arrays */
+        size_t a = o->transposed ? map->n_out : map->n_in, b = o->transposed ? map->n_in : map->n_out;
+        if (a != n_in || b != n_out)
+            return mn_fail(MN_EINVAL,
+                           "the kernel map was built for %zu inputs and %zu outputs, given %zu "
+                           "and %zu%s: the shapes do not match",
+                           a, b, n_in, n_out, o->transposed ? " (transposed)" : "");
+    }
     check_job J = {.map = map,
                    .tr = o->transposed,
                    .in = in,
                    .n_in = n_in,
                    .n_out = n_out,
-                   .values = n_in * (size_t)c_in};
+                   .values = n_in * (size_t)c_in,
+                   .pairs = !built};
     int threads = mn_threads(o->threads);
     threads = threads < MAX_THREADS ? threads : MAX_THREADS;
-    mn_region(threads_for(map->total + J.values / 4, threads), check_part, &J);
+    mn_region(threads_for((built ? 0 : map->total) + J.values / 4, threads), check_part, &J);
     for (int t = 0; t < MAX_THREADS; t++) { /* the map's failures first, then the features' */
         if (J.bad[t].kind == 1)
             return mn_fail(MN_EINVAL,

@@ -882,6 +882,10 @@ mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_
     }
     if ((st = run_workers(&J, threads)) == MN_OK)
         st = collect(&J, K, map);
+    if (st == MN_OK) {
+        map->n_in = in->n;
+        map->n_out = out->n;
+    }
 done:
     for (int k = 0; J.v && k < nk; k++)
         vec_free(&J.v[k]);

@@ -21,7 +21,8 @@ class Coords(ctypes.Structure):
 class KMap(ctypes.Structure):
     _fields_ = [("K", ctypes.c_int), ("nk", ctypes.c_int), ("count", c_size_t_p),
                 ("inp", ctypes.POINTER(c_int32_p)), ("out", ctypes.POINTER(c_int32_p)),
-                ("total", ctypes.c_size_t)]
+                ("total", ctypes.c_size_t), ("n_in", ctypes.c_size_t),
+                ("n_out", ctypes.c_size_t)]
 
 
 class ConvTimes(ctypes.Structure):

@@ -368,8 +368,11 @@ Test(conv, bad_input)
     f[7] = 0;
     cr_assert_eq(mn_conv(&m, f, c.n - 1, 2, W, NULL, 2, y, c.n, NULL), MN_EINVAL,
                  "too few input rows");
+    cr_assert(strstr(mn_last_error(), "built for"), "%s", mn_last_error());
     cr_assert_eq(mn_conv(&m, f, c.n, 0, W, NULL, 2, y, c.n, NULL), MN_EINVAL);
-    /* A hand-made map whose pairs do not ascend in the rows they add to is refused. */
+    /* A hand-made map (no row counts from mn_kmap_build: its pairs are checked) whose pairs
+     * do not ascend in the rows they add to is refused, and one with a row outside. */
+    m.n_in = m.n_out = 0;
     int k = 0;
     while (m.count[k] < 2)
         k++;
@@ -378,6 +381,15 @@ Test(conv, bad_input)
     m.out[k][1] = o0;
     cr_assert_eq(mn_conv(&m, f, c.n, 2, W, NULL, 2, y, c.n, NULL), MN_EINVAL);
     cr_assert(strstr(mn_last_error(), "not strictly ascending"), "%s", mn_last_error());
+    m.out[k][1] = m.out[k][0];
+    m.out[k][0] = o0;
+    int32_t i0 = m.in[k][0];
+    m.in[k][0] = (int32_t)c.n;
+    cr_assert_eq(mn_conv(&m, f, c.n, 2, W, NULL, 2, y, c.n, NULL), MN_EINVAL);
+    cr_assert(strstr(mn_last_error(), "refers to row"), "%s", mn_last_error());
+    m.in[k][0] = i0;
+    cr_assert_eq(mn_conv(&m, f, c.n, 2, W, NULL, 2, y, c.n, NULL), MN_OK, "restored: %s",
+                 mn_last_error());
     free(f);
     free(W);
     free(y);
