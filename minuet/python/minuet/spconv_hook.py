@@ -74,6 +74,37 @@ def _sorted(indices):
     return res
 
 
+# -- the weights in Minuet's layout, cached while the parameter is unchanged ---------------
+
+_weight_cache = {}  # id(parameter) -> (weakref, version, [K^3, C_in, C_out] tensor)
+
+
+def _minuet_weight(weight):
+    """spconv's [C_out, K, K, K, C_in] (KRSC) as Minuet's [K^3, C_in, C_out]: one transposing
+    copy per parameter version (once for inference; once per optimizer step in training)."""
+    hit = _weight_cache.get(id(weight))
+    if hit is not None and hit[0]() is weight and hit[1] == weight._version:
+        return hit[2]
+    W = weight.detach().reshape(weight.shape[0], -1, weight.shape[-1]).permute(1, 2, 0).contiguous()
+    key = id(weight)
+    _weight_cache[key] = (weakref.ref(weight, lambda _: _weight_cache.pop(key, None)),
+                          weight._version, W)
+    return W
+
+
+class _WeightFn(torch.autograd.Function):
+    """Minuet's weight layout with autograd: the gradient goes back transposed to spconv's."""
+
+    @staticmethod
+    def forward(ctx, weight):
+        ctx.shape = weight.shape
+        return _minuet_weight(weight).detach()  # a fresh tensor object over the cached copy
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.permute(2, 0, 1).reshape(ctx.shape).contiguous() if g is not None else None
+
+
 # -- the indice data ----------------------------------------------------------------------
 
 def _make_indice_data_class():
@@ -265,7 +296,8 @@ def _minuet_forward(self, input, weight, bias):
     datas = input.find_indice_pair(self.indice_key)
     reused = datas is not None
     # Minuet's weights: [K^3, C_in, C_out] from spconv's [C_out, K, K, K, C_in].
-    W = weight.reshape(weight.shape[0], -1, weight.shape[-1]).permute(1, 2, 0).contiguous()
+    W = _WeightFn.apply(weight) if weight.requires_grad and torch.is_grad_enabled() else \
+        _minuet_weight(weight)
     if self.inverse:
         assert datas is not None and self.indice_key is not None
         assert datas.is_subm is False, "inverse conv can only be used with standard conv and pool ops."
