@@ -828,6 +828,60 @@ mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *ou
     return sort_unique(c, in->n, 1, out);
 }
 
+/* Candidate outputs of mn_conv_outputs, one part of the input rows each: row i's go from
+ * slot i * per on (at most per of them). */
+typedef struct cand_job {
+    const mn_coords *in;
+    int32_t *c;
+    int K, stride, shift, padding, dilation; /* shift: log2(stride), or -1 */
+    size_t per;
+    const int *out_shape;
+    size_t first[MN_PAR_THREADS], made[MN_PAR_THREADS];
+} cand_job;
+
+static void cand_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    cand_job *J = ctx;
+    int32_t *c = J->c + 4 * lo * J->per;
+    size_t n = 0;
+    int64_t mask = J->shift >= 0 ? ((int64_t)1 << J->shift) - 1 : 0;
+    for (size_t i = lo; i < hi; i++) {
+        const int32_t *p = J->in->c + 4 * i;
+        int32_t o[3][16];
+        int no[3];
+        for (int d = 0; d < 3; d++) {
+            no[d] = 0;
+            for (int k = 0; k < J->K; k++) {
+                int64_t v = (int64_t)p[1 + d] + J->padding - (int64_t)k * J->dilation;
+                if (v < 0)
+                    continue;
+                if (J->shift >= 0) {
+                    if (v & mask)
+                        continue;
+                    v >>= J->shift;
+                } else {
+                    if (v % J->stride)
+                        continue;
+                    v /= J->stride;
+                }
+                if (v < J->out_shape[d])
+                    o[d][no[d]++] = (int32_t)v;
+            }
+        }
+        for (int a = 0; a < no[0]; a++)
+            for (int b = 0; b < no[1]; b++)
+                for (int e = 0; e < no[2]; e++) {
+                    int32_t *r = c + 4 * n++; /* at most per for this row: reach^3 */
+                    r[0] = p[0];
+                    r[1] = o[0][a];
+                    r[2] = o[1][b];
+                    r[3] = o[2][e];
+                }
+    }
+    J->first[part] = lo;
+    J->made[part] = n;
+}
+
 mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, int dilation,
                           const int out_shape[3], int threads, mn_coords *out)
 {
@@ -859,34 +913,27 @@ mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, i
     int32_t *c = malloc((cap ? cap : 1) * 4 * sizeof *c);
     if (!c)
         return mn_fail(MN_ENOMEM, "out of memory for %zu candidate outputs", in->n * per);
+    int shift = 0; /* a power-of-two stride: shifts and masks instead of divisions */
+    while (shift < 31 && (1 << shift) < stride)
+        shift++;
+    cand_job J = {.in = in,
+                  .c = c,
+                  .K = K,
+                  .stride = stride,
+                  .shift = (1 << shift) == stride ? shift : -1,
+                  .padding = padding,
+                  .dilation = dilation,
+                  .per = per,
+                  .out_shape = out_shape};
+    mn_par_for(in->n, threads, cand_part, &J);
+    /* Each part wrote its rows' candidates from its first row's slot on: close the gaps. */
     size_t n = 0;
-    for (size_t i = 0; i < in->n; i++) {
-        int32_t o[3][16];
-        int no[3];
-        for (int d = 0; d < 3; d++) {
-            no[d] = 0;
-            for (int k = 0; k < K; k++) {
-                int64_t v = (int64_t)in->c[4 * i + 1 + d] + padding - (int64_t)k * dilation;
-                if (v < 0 || v % stride)
-                    continue;
-                v /= stride;
-                if (v < out_shape[d])
-                    o[d][no[d]++] = (int32_t)v;
-            }
-        }
-        for (int a = 0; a < no[0]; a++)
-            for (int b = 0; b < no[1]; b++)
-                for (int e = 0; e < no[2]; e++) {
-                    if (n == cap) { /* cannot happen: per bounds each row's outputs */
-                        free(c);
-                        return mn_fail(MN_EINVAL, "internal: more candidate outputs than bounded");
-                    }
-                    int32_t *r = c + 4 * n++;
-                    r[0] = in->c[4 * i];
-                    r[1] = o[0][a];
-                    r[2] = o[1][b];
-                    r[3] = o[2][e];
-                }
+    for (int t = 0; t < MN_PAR_THREADS; t++) {
+        if (!J.made[t])
+            continue;
+        if (J.first[t] * per != n)
+            memmove(c + 4 * n, c + 4 * J.first[t] * per, J.made[t] * 4 * sizeof *c);
+        n += J.made[t];
     }
     return sort_unique(c, n, threads, out);
 }
