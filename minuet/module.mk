@@ -5,11 +5,11 @@ MN_SRCS    := $(wildcard minuet/src/*.c)
 MN_OBJS    := $(MN_SRCS:%.c=$(BUILD)/obj/%.o)
 MN_LIB     := $(BUILD)/lib/libminuet.a
 MN_SO      := $(BUILD)/lib/libminuet.so
-MN_LDLIBS  := -lopenblas -lpthread -lm
+MN_LDLIBS  := -lpthread -lm
 
 # The public API (minuet.h) is exported from the .so: minuet objects build with default
 # visibility; minuet/src/internal.h marks what the sources share as hidden.
-$(BUILD)/obj/minuet/%.o: CPPFLAGS += -Iminuet/include -I/usr/include/x86_64-linux-gnu/openblas-pthread
+$(BUILD)/obj/minuet/%.o: CPPFLAGS += -Iminuet/include
 $(BUILD)/obj/minuet/%.o: CFLAGS += -fvisibility=default
 
 $(MN_LIB): $(MN_OBJS)
@@ -26,10 +26,10 @@ LINT_SRCS   += $(MN_SRCS)
 
 # Unit tests under tests/unit/minuet, and the fuzz targets of the file readers.
 minuet_TEST_DEPS   := $(MN_LIB) $(RT_LIB)
-minuet_TEST_LDLIBS := $(RT_LDLIBS) -lopenblas
+minuet_TEST_LDLIBS := $(RT_LDLIBS) -lm
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Iminuet/include
 $(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: $(MN_LIB)
-$(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lopenblas # libminuet after the runtime it uses
+$(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lm # libminuet after the runtime it uses
 
 # The minuet command.
 $(BUILD)/bin/minuet: $(BUILD)/obj/minuet/tools/minuet.o $(MN_LIB) $(RT_LIB)

@@ -6,14 +6,14 @@
  * shape: channels swapped, transposed flag flipped) and determinism.
  *
  * The weight gradient of offset k is A_k^T G_k, A_k the input rows of its pairs and G_k the
- * output-gradient rows, both gathered. Its reduction runs over the pairs, so for the bits not
- * to depend on the threads it is cut into fixed blocks of DW_ROWS pairs, summed in order into
- * d_W[k] by one thread (OpenBLAS single-threaded, beta 1 after the first block); the threads
- * take whole offsets. The identity offset (a submanifold map's centre) gathers nothing: its
- * rows are the arrays themselves.
+ * output-gradient rows. Its reduction runs over the pairs, so for the bits not to depend on
+ * the threads each element is a chain over fixed blocks of DW_ROWS pairs, the blocks added in
+ * order: per block, the output-gradient rows are gathered and mn_gemm_at (Minuet's GEMM:
+ * the same bits on every CPU kernel) multiplies the unit's columns of the input rows, read
+ * through the map, by them. The threads take units of one offset x DW_A rows of d_W, the
+ * biggest offsets first.
  *
  * The bias gradient is the column sums of d_out, in double, rows in order. */
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -22,8 +22,12 @@
 #include "internal.h"
 #include "keys.h"
 
-/* Pairs per weight-gradient GEMM: a constant, so the summation order is too. */
-#define DW_ROWS 2048
+/* Pairs per block of the weight gradient's chains: a constant, so the summation order is
+ * too (at most 512: mn_gemm packs that many "input channels"). */
+#define DW_ROWS 256
+/* Rows of d_W (input channels) per unit of work. */
+#define DW_A 1024
+#define DW_SCRATCH ((size_t)DW_A * DW_ROWS) /* mn_gemm_at's: max(DW_A, 14) x DW_ROWS floats */
 
 typedef struct dw_job {
     const mn_kmap *map;
@@ -32,41 +36,41 @@ typedef struct dw_job {
     float *d_W;
     int c_in, c_out;
     size_t n_in, n_out;
-    float *scratch; /* per thread: DW_ROWS x (c_in + c_out) floats */
     const int32_t *iperm, *gperm; /* the row orders of `in` and of d_out (NULL: the map's) */
+    int parts;        /* DW_A-row parts of d_W */
+    const int *units; /* offset * parts + part, the biggest offsets first */
+    int nunits;
+    float *scratch; /* per thread: DW_SCRATCH (mn_gemm_at's) + DW_ROWS x c_out (d_out rows) */
+    int32_t *rows;  /* per thread: DW_ROWS input rows */
     atomic_int next;
 } dw_job;
 
-static void dw_offset(const dw_job *J, int k, float *A, float *G)
+/* Rows [a0, a1) of d_W[k]: per block of DW_ROWS pairs, the block's input rows (columns
+ * a0..a1) transposed into XT and its output-gradient rows into Gb, then d_W rows = XT x Gb
+ * by mn_gemm, the blocks added in order. Each element is the chain over the pairs in order,
+ * block by block: the same bits on every kernel and thread count. */
+static void dw_unit(const dw_job *J, int k, int a0, int a1, float *XT, float *Gb, int32_t *xi)
 {
     size_t ci = (size_t)J->c_in, co = (size_t)J->c_out, n = J->map->count[k];
-    float *dw = J->d_W + (size_t)k * ci * co;
+    size_t na = (size_t)(a1 - a0);
+    float *dw = J->d_W + ((size_t)k * ci + (size_t)a0) * co;
     if (n == 0) {
-        memset(dw, 0, ci * co * sizeof *dw);
+        memset(dw, 0, na * co * sizeof *dw);
         return;
     }
     /* Rows of `in` and of d_out: forward gathers by in[] and scatters by out[] (through the
      * arrays' row orders, when given). */
     const int32_t *ir = J->tr ? J->map->out[k] : J->map->in[k];
     const int32_t *gr = J->tr ? J->map->in[k] : J->map->out[k];
-    bool ident = J->n_in == J->n_out && !J->iperm && !J->gperm && /* rows in the map's order */
-                 mn_identity_offset(J->map, k, J->n_out);
     for (size_t r0 = 0; r0 < n; r0 += DW_ROWS) {
         size_t m = n - r0 < DW_ROWS ? n - r0 : DW_ROWS;
-        const float *a = J->in + r0 * ci, *g = J->d_out + r0 * co;
-        if (!ident) {
-            for (size_t r = 0; r < m; r++) {
-                size_t a_row = (size_t)ir[r0 + r], g_row = (size_t)gr[r0 + r];
-                a_row = J->iperm ? (size_t)J->iperm[a_row] : a_row;
-                g_row = J->gperm ? (size_t)J->gperm[g_row] : g_row;
-                memcpy(A + r * ci, J->in + a_row * ci, ci * sizeof *A);
-                memcpy(G + r * co, J->d_out + g_row * co, co * sizeof *G);
-            }
-            a = A;
-            g = G;
+        for (size_t p = 0; p < m; p++) {
+            size_t xr = (size_t)ir[r0 + p], gq = (size_t)gr[r0 + p];
+            xi[p] = (int32_t)(J->iperm ? (size_t)J->iperm[xr] : xr);
+            gq = J->gperm ? (size_t)J->gperm[gq] : gq;
+            memcpy(Gb + p * co, J->d_out + gq * co, co * sizeof *Gb);
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, J->c_in, J->c_out, (int)m, 1.0f, a,
-                    J->c_in, g, J->c_out, r0 ? 1.0f : 0.0f, dw, J->c_out);
+        mn_gemm_at(na, J->in + a0, xi, ci, m, Gb, J->c_out, dw, r0 > 0, XT);
     }
 }
 
@@ -74,10 +78,14 @@ static void dw_part(void *arg, int t, int nt)
 {
     (void)nt;
     dw_job *J = arg;
-    float *A = J->scratch + (size_t)t * DW_ROWS * (size_t)(J->c_in + J->c_out);
-    float *G = A + (size_t)DW_ROWS * (size_t)J->c_in;
-    for (int k; (k = atomic_fetch_add(&J->next, 1)) < J->map->nk;)
-        dw_offset(J, k, A, G);
+    float *XT = J->scratch + (size_t)t * (DW_SCRATCH + (size_t)DW_ROWS * (size_t)J->c_out);
+    float *Gb = XT + DW_SCRATCH;
+    int32_t *xi = J->rows + (size_t)t * DW_ROWS;
+    for (int u; (u = atomic_fetch_add(&J->next, 1)) < J->nunits;) {
+        int k = J->units[u] / J->parts, part = J->units[u] % J->parts;
+        int a0 = part * DW_A, a1 = a0 + DW_A < J->c_in ? a0 + DW_A : J->c_in;
+        dw_unit(J, k, a0, a1, XT, Gb, xi);
+    }
 }
 
 mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int c_in,
@@ -116,8 +124,30 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
     }
     if (d_W) {
         int threads = mn_threads(o->threads);
-        threads = threads < map->nk ? threads : map->nk;
         threads = threads < MN_RUN_MAX ? threads : MN_RUN_MAX;
+        int parts = (c_in + DW_A - 1) / DW_A, nunits = map->nk * parts;
+        int *units = malloc((size_t)nunits * sizeof *units);
+        float *scratch = malloc((size_t)threads * (DW_SCRATCH + (size_t)DW_ROWS * co) *
+                                sizeof *scratch);
+        int32_t *rows = malloc((size_t)threads * DW_ROWS * sizeof *rows);
+        if (!units || !scratch || !rows) {
+            free(units);
+            free(scratch);
+            free(rows);
+            return mn_fail(MN_ENOMEM, "out of memory for the weight gradient");
+        }
+        /* The biggest offsets first, so that the last units to run are short. */
+        int nu = 0;
+        for (int k = 0; k < map->nk; k++)
+            for (int pt = 0; pt < parts; pt++)
+                units[nu++] = k * parts + pt;
+        for (int a = 1; a < nunits; a++)
+            for (int b = a; b > 0 && map->count[units[b] / parts] > map->count[units[b - 1] / parts];
+                 b--) {
+                int t = units[b];
+                units[b] = units[b - 1];
+                units[b - 1] = t;
+            }
         dw_job J = {.map = map,
                     .tr = o->transposed,
                     .in = in,
@@ -129,16 +159,17 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
                     .n_out = n_out,
                     .iperm = o->transposed ? o->out_rows : o->in_rows,
                     .gperm = o->transposed ? o->in_rows : o->out_rows,
-                    .scratch = malloc((size_t)threads * DW_ROWS * (ci + co) * sizeof(float))};
-        if (!J.scratch)
-            return mn_fail(MN_ENOMEM, "out of memory for the weight-gradient scratch");
+                    .parts = parts,
+                    .units = units,
+                    .nunits = nunits,
+                    .scratch = scratch,
+                    .rows = rows};
         double t0 = mn_seconds();
-        int blas_threads = openblas_get_num_threads();
-        openblas_set_num_threads(1);
         atomic_store(&J.next, 0);
-        mn_region(threads, dw_part, &J);
-        openblas_set_num_threads(blas_threads);
-        free(J.scratch);
+        mn_region(threads < nunits ? threads : nunits, dw_part, &J);
+        free(units);
+        free(scratch);
+        free(rows);
         if (o->times)
             o->times->gemm += mn_seconds() - t0;
     }

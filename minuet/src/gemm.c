@@ -21,7 +21,11 @@
  * are not written. The kernel is the best the CPU has, or the one MINUET_ISA names (read by
  * mn_config in tune.c), for the tests and for comparison.
  *
- * Sections: the kernels per instruction set, dispatch, mn_gemm.
+ * mn_gemm_at is the weight gradient's product, D = X^T G over the rows of pairs, each
+ * element the chain over the rows in order, the same way (on AVX-512 the panel is packed
+ * straight from X's rows, which are its layout already).
+ *
+ * Sections: the kernels per instruction set, dispatch, mn_gemm, mn_gemm_at.
  */
 #include <math.h>
 #include <pthread.h>
@@ -360,4 +364,66 @@ void mn_gemm(size_t m, const float *A, const int32_t *ai, const float *W, int c_
             row_generic(row_of(A, ai, r, (size_t)c_in), W, c_in, c_out, j0,
                         c_out - j0 < 64 ? c_out - j0 : 64, (float *)row_of(C, ci, r, (size_t)c_out),
                         add);
+}
+
+/* ---- mn_gemm_at: the weight gradient's product ----------------------------------------------- */
+
+#ifdef MN_X86
+__attribute__((target("avx512f"))) static void at512(size_t na, const float *X, const int32_t *xi,
+                                                    size_t ldx, size_t m, const float *G,
+                                                    int c_out, float *D, bool add, float *ap)
+{
+    float *c[MR_MAX];
+    int vecs = (c_out + 15) / 16, cap = m <= 96 ? 4 : 2, nv = vecs < cap ? vecs : cap;
+    int mr = nv == 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 12 : 14;
+    for (size_t r0 = 0; r0 < na; r0 += (size_t)mr) {
+        int n = na - r0 < (size_t)mr ? (int)(na - r0) : mr;
+        /* The panel straight from the rows: ap[p * mr + r] = X_p[r0 + r] (the last row
+         * repeated past n). */
+        for (size_t p = 0; p < m; p++) {
+            const float *x = X + (xi ? (size_t)xi[p] : p) * ldx + r0;
+            for (int r = 0; r < mr; r++)
+                ap[p * (size_t)mr + (size_t)r] = x[r < n ? r : n - 1];
+        }
+        for (int r = 0; r < mr; r++)
+            c[r] = D + (r0 + (size_t)(r < n ? r : n - 1)) * (size_t)c_out;
+        for (int j0 = 0; j0 < c_out; j0 += nv * 16) {
+            __mmask16 mk[4];
+            for (int v = 0; v < 4; v++) {
+                int w = c_out - j0 - v * 16;
+                mk[v] = (__mmask16)(w >= 16 ? 0xffffu : w > 0 ? (1u << w) - 1 : 0u);
+            }
+            bool full = c_out - j0 >= nv * 16;
+            switch (nv * 2 + full) {
+            case 9: k512p_6_4_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 8: k512p_6_4_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 7: k512p_8_3_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 6: k512p_8_3_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 5: k512p_12_2_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 4: k512p_12_2_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 3: k512p_14_1_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            default: k512p_14_1_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            }
+        }
+    }
+}
+#endif
+
+void mn_gemm_at(size_t na, const float *X, const int32_t *xi, size_t ldx, size_t m,
+                const float *G, int c_out, float *D, bool add, float *scratch)
+{
+    pthread_once(&pick.once, pick_best);
+#ifdef MN_X86
+    if (pick.isa == 2) {
+        at512(na, X, xi, ldx, m, G, c_out, D, add, scratch);
+        return;
+    }
+#endif
+    /* The others: X's columns transposed into rows (at[a][p] = X_p[a]), then mn_gemm. */
+    for (size_t p = 0; p < m; p++) {
+        const float *x = X + (xi ? (size_t)xi[p] : p) * ldx;
+        for (size_t a = 0; a < na; a++)
+            scratch[a * m + p] = x[a];
+    }
+    mn_gemm(na, scratch, NULL, G, (int)m, c_out, D, NULL, add);
 }

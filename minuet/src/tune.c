@@ -19,7 +19,6 @@
  *
  * Sections: configuration, the table and its file, timing the candidates, lookup.
  */
-#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -20,7 +20,7 @@ How a layer runs through Minuet:
   - the maps live in the SparseConvTensor's indice_dict under the layer's indice_key, as
     spconv's do (a MinuetIndiceData; layers falling back to spconv can still reuse it: its
     indice_pairs are converted to spconv's format on first use).
-libminuet's threads follow torch.get_num_threads(); OpenBLAS's own setting is restored.
+libminuet's threads follow torch.get_num_threads().
 """
 import os
 import sys

@@ -1,8 +1,9 @@
 /* test_conv_backward.c: mn_conv_backward against a brute-force oracle (double accumulation
  * over the map's pairs, written without the library's code): the input, weight and bias
  * gradients of submanifold K = 3 and 5, strided K = 2 and 3 (s = 2), transposed K = 2, on a
- * synthetic scene and a batch of 2; the same bits for every threshold, batching, tile and
- * thread count; each output optional; bad input refused with a message. */
+ * synthetic scene and a batch of 2; the same bits for every dataflow, threshold, batching,
+ * tile, thread count and CPU GEMM kernel; each output optional; bad input refused with a
+ * message. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 
 #include "minuet.h"
+
+int mn_gemm_set_isa(const char *name); /* hidden in the .so; the tests link the .a */
 
 static float *randf(size_t n, uint64_t seed)
 {
@@ -90,7 +93,8 @@ static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int
     close_to(dw, ww, nw, lbl);
     snprintf(lbl, sizeof lbl, "%s: d_bias", what);
     close_to(db, wb, (size_t)co, lbl);
-    /* Every threshold, batching, tile and thread count: the same bits; outputs optional. */
+    /* Every dataflow, threshold, batching, tile and thread count: the same bits; outputs
+     * optional. */
     double thr[] = {0, 1, 1000};
     for (int t = 0; t < 3; t++)
         for (int th = 1; th <= 3; th++) {
@@ -99,7 +103,8 @@ static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int
                                .transposed = tr,
                                .batch_rows = th == 2 ? (size_t)1 << 30 : 0,
                                .tile_rows = (size_t)(1 + 40 * t),
-                               .tile_channels = t};
+                               .tile_channels = t,
+                               .dataflow = (t + th) % 2 ? MN_FUSED : MN_GROUPED};
             cr_assert_eq(mn_conv_backward(&map, x, ni, ci, W, co, g, no, t == 1 ? NULL : di2, dw2,
                                           NULL, &o2),
                          MN_OK);
@@ -111,6 +116,20 @@ static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int
             cr_assert_eq(memcmp(dw, dw2, nw * sizeof *dw), 0,
                          "%s: d_W bits, threshold %g, %d threads", what, thr[t], th);
         }
+    /* Every GEMM kernel this CPU has: the same bits too (no BLAS anywhere). */
+    static const char *const kernels[] = {"avx512", "avx2", "generic"};
+    const char *was = mn_cpu_kernel();
+    for (int q = 0; q < 3; q++) {
+        if (mn_gemm_set_isa(kernels[q]) != 0)
+            continue;
+        mn_conv_opts o2 = {.threads = 2, .transposed = tr};
+        cr_assert_eq(mn_conv_backward(&map, x, ni, ci, W, co, g, no, di2, dw2, NULL, &o2), MN_OK);
+        cr_assert_eq(memcmp(di, di2, ni * (size_t)ci * sizeof *di), 0, "%s: d_in bits, the %s kernel",
+                     what, kernels[q]);
+        cr_assert_eq(memcmp(dw, dw2, nw * sizeof *dw), 0, "%s: d_W bits, the %s kernel", what,
+                     kernels[q]);
+    }
+    cr_assert_eq(mn_gemm_set_isa(was), 0);
     free(x);
     free(W);
     free(g);
@@ -138,7 +157,7 @@ Test(backward, submanifold_strided_transposed_against_the_oracle, .timeout = 300
     free(q.c);
 }
 
-/* More pairs per offset than one weight-gradient block (2048), a batch of 2. */
+/* More pairs per offset than one weight-gradient block (256), a batch of 2. */
 Test(backward, large_batch_of_two, .timeout = 300)
 {
     mn_coords c = scene(40000, 0.25, 2);
