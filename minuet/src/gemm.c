@@ -382,8 +382,13 @@ __attribute__((target("avx512f"))) static void at512(size_t na, const float *X, 
          * repeated past n). */
         for (size_t p = 0; p < m; p++) {
             const float *x = X + (xi ? (size_t)xi[p] : p) * ldx + r0;
+            float *d = ap + p * (size_t)mr;
+            if (n == mr) {
+                memcpy(d, x, (size_t)mr * sizeof *d);
+                continue;
+            }
             for (int r = 0; r < mr; r++)
-                ap[p * (size_t)mr + (size_t)r] = x[r < n ? r : n - 1];
+                d[r] = x[r < n ? r : n - 1];
         }
         for (int r = 0; r < mr; r++)
             c[r] = D + (r0 + (size_t)(r < n ? r : n - 1)) * (size_t)c_out;
