@@ -106,6 +106,10 @@ typedef struct dp_sample {
 typedef struct dp_samples {
     dp_sample *v;
     size_t n;
+    /* Per-sample rows of a lengths file that did not fit the batch's token limit, and their
+     * tokens (0 for histograms and the mixture, which are sampled up to the limit). */
+    size_t left_out;
+    long left_out_tokens;
 } dp_samples;
 void dp_samples_free(dp_samples *s);
 
@@ -130,7 +134,8 @@ void dp_lengths_free(dp_length_source *src);
 /* One global batch of about `tokens` tokens (input + target; 0: every per-sample row). Rows
  * are taken in file order; histograms are sampled with `seed`, 1-D histograms giving inputs
  * with target `target_len_1d`. Histogram bins whose input + target exceed max_total (> 0)
- * are left out of the sampling. Stops before the sample that would pass `tokens`. */
+ * are left out of the sampling. Stops before the sample that would pass `tokens`; the rows
+ * of a per-sample file not taken are counted in out->left_out / left_out_tokens. */
 dp_status dp_lengths_batch(const dp_length_source *src, long tokens, uint64_t seed,
                            int target_len_1d, int max_total, dp_samples *out);
 

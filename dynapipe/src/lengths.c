@@ -366,6 +366,11 @@ dp_status dp_lengths_batch(const dp_length_source *src, long tokens, uint64_t se
             int r = batch_add(&b, src->v[i]);
             if (r < 0)
                 st = dp_fail(DP_ENOMEM, "%s: out of memory", src->name);
+            if (r == 0) { /* full: say what is left out rather than drop it silently */
+                out->left_out = src->n - i;
+                for (size_t j = i; j < src->n; j++)
+                    out->left_out_tokens += (long)src->v[j].input_len + src->v[j].target_len;
+            }
             if (r <= 0)
                 break;
         }

@@ -579,7 +579,14 @@ static int load_batch(const opts *o, const char *lengths, const dp_cost_model *c
         m = o->cfg.max_len;
     dp_status st = dp_lengths_batch(&src, tokens, (uint64_t)o->seed, o->target_len, m, s);
     dp_lengths_free(&src);
-    return st == DP_OK ? 0 : fail();
+    if (st != DP_OK)
+        return fail();
+    if (s->left_out)
+        fprintf(stderr,
+                "dynapipe: %s: --tokens-per-batch %ld took the first %zu samples; %zu samples "
+                "(%ld tokens) left out\n",
+                lengths, tokens, s->n, s->left_out, s->left_out_tokens);
+    return 0;
 }
 
 /* ---- plan ------------------------------------------------------------------------------- */
@@ -633,8 +640,10 @@ static void print_json(const opts *o, const dp_cost_model *cm, const dp_samples 
                        const planned *p)
 {
     const dp_result *r = &p->r[0];
-    printf("{\"model\":\"%s\",\"stages\":%d,\"dp\":%d,\"memory_mb\":%.0f,\"samples\":%zu,",
-           dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n);
+    printf("{\"model\":\"%s\",\"stages\":%d,\"dp\":%d,\"memory_mb\":%.0f,\"samples\":%zu,"
+           "\"left_out\":{\"samples\":%zu,\"tokens\":%ld},",
+           dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n,
+           s->left_out, s->left_out_tokens);
     printf("\"microbatches\":[");
     for (size_t k = 0; k < r->n_mb; k++) {
         const dp_microbatch *m = &r->mb[k];
@@ -663,9 +672,12 @@ static void print_text(const opts *o, const dp_cost_model *cm, const dp_samples 
                        const planned *p)
 {
     const dp_result *r = &p->r[0];
-    printf("%s, %d stages x %d replica(s), %.0f MB per GPU: %zu samples, %ld tokens\n",
-           dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n,
-           r->real_tokens);
+    printf("%s, %d stages x %d replica(s), %.0f MB per GPU: %zu samples, %ld tokens", dp_cost_model_name(cm),
+           o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n, r->real_tokens);
+    if (s->left_out)
+        printf(" (%zu samples, %ld tokens of the file left out by --tokens-per-batch)", s->left_out,
+               s->left_out_tokens);
+    printf("\n");
     printf("%zu micro-batches (recompute %s, schedule %s):\n", r->n_mb, rc_label(r),
            dp_sched_name(r->schedule));
     for (size_t k = 0; k < r->n_mb; k++) {
