@@ -672,8 +672,9 @@ static void print_text(const opts *o, const dp_cost_model *cm, const dp_samples 
                        const planned *p)
 {
     const dp_result *r = &p->r[0];
-    printf("%s, %d stages x %d replica(s), %.0f MB per GPU: %zu samples, %ld tokens", dp_cost_model_name(cm),
-           o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n, r->real_tokens);
+    printf("%s, %d stages x %d replica(s), %.0f MB per GPU: %zu samples, %ld tokens",
+           dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n,
+           r->real_tokens);
     if (s->left_out)
         printf(" (%zu samples, %ld tokens of the file left out by --tokens-per-batch)", s->left_out,
                s->left_out_tokens);

@@ -6,6 +6,7 @@ torch.distributed.
   plan(cm, cfg, samples, method)            a Plan: micro-batches, schedule, simulated time
   Plan.stream(stage, replica)               one rank's instruction stream (list of Instr)
   check_streams(streams)                    the library's checker (matching, no deadlock)
+  mixture(tokens, seed)                     a batch from the built-in multi-task mixture
   Planner                                   plans the next batch in a background thread
   executor.PipelineExecutor                 runs a rank's stream with torch.distributed
 Errors from the library raise DynapipeError (DynapipeValueError, also a ValueError, for bad
@@ -19,7 +20,7 @@ import time
 from . import _lib
 
 __all__ = ["DynapipeError", "DynapipeValueError", "CostModel", "config", "plan", "Plan", "Instr",
-           "check_streams", "Planner", "OPCODES"]
+           "check_streams", "mixture", "Planner", "OPCODES"]
 
 OPCODES = _lib.OPCODES
 _BAD_INPUT = {"EINVAL", "EEMPTY", "ERANGE", "EFORMAT", "EGRID", "EINFEASIBLE", "ECHECK"}
@@ -182,3 +183,14 @@ class Planner:
         if isinstance(out, Exception):
             raise out
         return out
+
+
+def mixture(tokens, seed=0):
+    """About `tokens` tokens of (input_len, target_len) samples from the built-in multi-task
+    mixture (dynapipe/README.md), the same for the same seed."""
+    out = _lib.Samples()
+    _check(_lib.dp_mixture_batch(None, 0, int(tokens), int(seed), ctypes.byref(out), None))
+    try:
+        return [(out.v[i].input_len, out.v[i].target_len) for i in range(out.n)]
+    finally:
+        _lib.dp_samples_free(ctypes.byref(out))

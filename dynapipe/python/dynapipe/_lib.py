@@ -16,6 +16,11 @@ class Sample(ctypes.Structure):
     _fields_ = [("input_len", ctypes.c_int), ("target_len", ctypes.c_int)]
 
 
+class Samples(ctypes.Structure):
+    _fields_ = [("v", ctypes.POINTER(Sample)), ("n", ctypes.c_size_t),
+                ("left_out", ctypes.c_size_t), ("left_out_tokens", ctypes.c_long)]
+
+
 class Config(ctypes.Structure):
     _fields_ = [("stages", ctypes.c_int), ("dp_size", ctypes.c_int),
                 ("layers_enc", ctypes.c_int), ("layers_dec", ctypes.c_int),
@@ -110,3 +115,6 @@ dp_stream_free = _proto("dp_stream_free", None, P(Stream))
 dp_check_streams = _proto("dp_check_streams", ctypes.c_int, P(Stream), ctypes.c_int)
 dp_stage_layers = _proto("dp_stage_layers", None, P(Config), ctypes.c_int, P(ctypes.c_int),
                          P(ctypes.c_int))
+dp_mixture_batch = _proto("dp_mixture_batch", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+                          ctypes.c_long, ctypes.c_uint64, P(Samples), ctypes.c_void_p)
+dp_samples_free = _proto("dp_samples_free", None, P(Samples))

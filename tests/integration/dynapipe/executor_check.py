@@ -56,6 +56,7 @@ def main():
     if "error" in p:
         print(f"rank {rank}: the plan's streams were refused before any rank started: "
               f"{p['error']}", flush=True)
+        dist.barrier()  # both say it before either exits (torchrun stops the rest then)
         dist.destroy_process_group()
         return 3
     mbs = [p["mbs"][j] for j in p["local"]]  # replica-local order
