@@ -518,7 +518,8 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
         return st;
     bool built = map->n_in && map->n_out;
     if (built) { /* mn_kmap_build's: only the row counts need to match the arrays */
-        size_t a = o->transposed ? map->n_out : map->n_in, b = o->transposed ? map->n_in : map->n_out;
+        size_t a = o->transposed ? map->n_out : map->n_in,
+               b = o->transposed ? map->n_in : map->n_out;
         if (a != n_in || b != n_out)
             return mn_fail(MN_EINVAL,
                            "the kernel map was built for %zu inputs and %zu outputs, given %zu "

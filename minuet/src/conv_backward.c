@@ -26,7 +26,7 @@
  * too (at most 512: mn_gemm packs that many "input channels"). */
 #define DW_ROWS 256
 /* Rows of d_W (input channels) per unit of work. */
-#define DW_A 1024
+#define DW_A       1024
 #define DW_SCRATCH ((size_t)DW_A * DW_ROWS) /* mn_gemm_at's: max(DW_A, 14) x DW_ROWS floats */
 
 typedef struct dw_job {
@@ -37,8 +37,8 @@ typedef struct dw_job {
     int c_in, c_out;
     size_t n_in, n_out;
     const int32_t *iperm, *gperm; /* the row orders of `in` and of d_out (NULL: the map's) */
-    int parts;        /* DW_A-row parts of d_W */
-    const int *units; /* offset * parts + part, the biggest offsets first */
+    int parts;                    /* DW_A-row parts of d_W */
+    const int *units;             /* offset * parts + part, the biggest offsets first */
     int nunits;
     float *scratch; /* per thread: DW_SCRATCH (mn_gemm_at's) + DW_ROWS x c_out (d_out rows) */
     int32_t *rows;  /* per thread: DW_ROWS input rows */
@@ -126,9 +126,9 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
         int threads = mn_threads(o->threads);
         threads = threads < MN_RUN_MAX ? threads : MN_RUN_MAX;
         int parts = (c_in + DW_A - 1) / DW_A, nunits = map->nk * parts;
-        int *units = malloc((size_t)nunits * sizeof *units);
-        float *scratch = malloc((size_t)threads * (DW_SCRATCH + (size_t)DW_ROWS * co) *
-                                sizeof *scratch);
+        int *units = calloc((size_t)nunits, sizeof *units); /* calloc: the analyzer sees it set */
+        float *scratch =
+            malloc((size_t)threads * (DW_SCRATCH + (size_t)DW_ROWS * co) * sizeof *scratch);
         int32_t *rows = malloc((size_t)threads * DW_ROWS * sizeof *rows);
         if (!units || !scratch || !rows) {
             free(units);
@@ -142,8 +142,8 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
             for (int pt = 0; pt < parts; pt++)
                 units[nu++] = k * parts + pt;
         for (int a = 1; a < nunits; a++)
-            for (int b = a; b > 0 && map->count[units[b] / parts] > map->count[units[b - 1] / parts];
-                 b--) {
+            for (int b = a;
+                 b > 0 && map->count[units[b] / parts] > map->count[units[b - 1] / parts]; b--) {
                 int t = units[b];
                 units[b] = units[b - 1];
                 units[b - 1] = t;

@@ -914,13 +914,13 @@ mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, i
     if (!c)
         return mn_fail(MN_ENOMEM, "out of memory for %zu candidate outputs", in->n * per);
     int shift = 0; /* a power-of-two stride: shifts and masks instead of divisions */
-    while (shift < 31 && (1 << shift) < stride)
+    while (shift < 20 && (1u << shift) < (unsigned)stride) /* stride <= 2^20 (checked) */
         shift++;
     cand_job J = {.in = in,
                   .c = c,
                   .K = K,
                   .stride = stride,
-                  .shift = (1 << shift) == stride ? shift : -1,
+                  .shift = (1u << shift) == (unsigned)stride ? shift : -1,
                   .padding = padding,
                   .dilation = dilation,
                   .per = per,

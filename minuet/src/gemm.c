@@ -61,40 +61,41 @@ static void row_generic(const float *a, const float *W, int c_in, int c_out, int
 #ifdef MN_X86
 
 /* AVX-512: MR rows x NV vectors of 16 columns from column j0; `last` masks the last vector. */
-#define K512(MR, NV)                                                                            \
-    __attribute__((target("avx512f"))) static void k512_##MR##_##NV(                           \
-        const float *const *a, const float *W, int c_in, int c_out, int j0, float *const *c,   \
-        int mr, const __mmask16 *mk, bool add)                                                  \
-    {                                                                                           \
-        __m512 acc[MR][NV];                                                                     \
-        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =                   \
-                _mm512_setzero_ps();                                                            \
-        const float *w = W + j0;                                                                \
-        for (int k = 0; k < c_in; k++, w += c_out) {                                            \
-            __m512 b[NV];                                                                       \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] =                        \
-                _mm512_maskz_loadu_ps(mk[v], w + 16 * v);                                       \
-            _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                               \
-            {                                                                                   \
-                __m512 x = _mm512_set1_ps(a[r][k]);                                             \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =               \
-                    _mm512_fmadd_ps(x, b[v], acc[r][v]);                                        \
-            }                                                                                   \
-        }                                                                                       \
-        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
-        {                                                                                       \
-            if (r >= mr)                                                                        \
-                break;                                                                          \
-            float *p = c[r] + j0;                                                               \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                \
-            {                                                                                   \
-                __m512 y = acc[r][v];                                                           \
-                if (add)                                                                        \
-                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(mk[v], p + 16 * v), y);             \
-                _mm512_mask_storeu_ps(p + 16 * v, mk[v], y);                                    \
-            }                                                                                   \
-        }                                                                                       \
+#define K512(MR, NV)                                                                               \
+    __attribute__((target("avx512f"))) static void k512_##MR##_##NV(                               \
+        const float *const *a, const float *W, int c_in, int c_out, int j0, float *const *c,       \
+        int mr, const __mmask16 *mk, bool add)                                                     \
+    {                                                                                              \
+        __m512 acc[(MR)][(NV)];                                                                    \
+        _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) acc[r][v] =                     \
+                _mm512_setzero_ps();                                                               \
+        const float *w = W + j0;                                                                   \
+        for (int k = 0; k < c_in; k++, w += c_out) {                                               \
+            __m512 b[(NV)];                                                                        \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) b[v] =                          \
+                _mm512_maskz_loadu_ps(mk[v], w + (size_t)16 * (size_t)v);                          \
+            _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                \
+            {                                                                                      \
+                __m512 x = _mm512_set1_ps(a[r][k]);                                                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) acc[r][v] =                 \
+                    _mm512_fmadd_ps(x, b[v], acc[r][v]);                                           \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                    \
+        {                                                                                          \
+            if (r >= mr)                                                                           \
+                break;                                                                             \
+            float *p = c[r] + j0;                                                                  \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                                 \
+            {                                                                                      \
+                __m512 y = acc[r][v];                                                              \
+                if (add)                                                                           \
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(mk[v], p + (size_t)16 * (size_t)v),    \
+                                      y);                                                          \
+                _mm512_mask_storeu_ps(p + (size_t)16 * (size_t)v, mk[v], y);                       \
+            }                                                                                      \
+        }                                                                                          \
     }
 K512(6, 4)
 K512(8, 3)
@@ -103,42 +104,43 @@ K512(14, 1)
 
 /* The same on a packed panel: ap[k * MR + r] is row r's value k (one pointer for the rows,
  * none held in registers per row); MASKED 0 for strips of whole vectors (no masks). */
-#define K512P(MR, NV, MASKED)                                                                   \
-    __attribute__((target("avx512f"))) static void k512p_##MR##_##NV##_##MASKED(               \
-        const float *ap, const float *W, int c_in, int c_out, int j0, float *const *c, int mr,  \
-        const __mmask16 *mk, bool add)                                                          \
-    {                                                                                           \
-        __m512 acc[MR][NV];                                                                     \
-        __mmask16 m[NV];                                                                        \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) m[v] = mk[v];                     \
-        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =                   \
-                _mm512_setzero_ps();                                                            \
-        const float *w = W + j0;                                                                \
-        for (int k = 0; k < c_in; k++, w += c_out, ap += MR) {                                  \
-            __m512 b[NV];                                                                       \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] =                        \
-                MASKED ? _mm512_maskz_loadu_ps(m[v], w + 16 * v) : _mm512_loadu_ps(w + 16 * v); \
-            _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                               \
-            {                                                                                   \
-                __m512 x = _mm512_set1_ps(ap[r]);                                               \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =               \
-                    _mm512_fmadd_ps(x, b[v], acc[r][v]);                                        \
-            }                                                                                   \
-        }                                                                                       \
-        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
-        {                                                                                       \
-            if (r >= mr)                                                                        \
-                break;                                                                          \
-            float *p = c[r] + j0;                                                               \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                \
-            {                                                                                   \
-                __m512 y = acc[r][v];                                                           \
-                if (add)                                                                        \
-                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], p + 16 * v), y);              \
-                _mm512_mask_storeu_ps(p + 16 * v, m[v], y);                                     \
-            }                                                                                   \
-        }                                                                                       \
+#define K512P(MR, NV, MASKED)                                                                      \
+    __attribute__((target("avx512f"))) static void k512p_##MR##_##NV##_##MASKED(                   \
+        const float *ap, const float *W, int c_in, int c_out, int j0, float *const *c, int mr,     \
+        const __mmask16 *mk, bool add)                                                             \
+    {                                                                                              \
+        __m512 acc[(MR)][(NV)];                                                                    \
+        __mmask16 m[(NV)];                                                                         \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) m[v] = mk[v];                       \
+        _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) acc[r][v] =                     \
+                _mm512_setzero_ps();                                                               \
+        const float *w = W + j0;                                                                   \
+        for (int k = 0; k < c_in; k++, w += c_out, ap += (MR)) {                                   \
+            __m512 b[(NV)];                                                                        \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) b[v] =                          \
+                (MASKED) ? _mm512_maskz_loadu_ps(m[v], w + (size_t)16 * (size_t)v)                 \
+                         : _mm512_loadu_ps(w + (size_t)16 * (size_t)v);                            \
+            _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                \
+            {                                                                                      \
+                __m512 x = _mm512_set1_ps(ap[r]);                                                  \
+                _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) acc[r][v] =                 \
+                    _mm512_fmadd_ps(x, b[v], acc[r][v]);                                           \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                    \
+        {                                                                                          \
+            if (r >= mr)                                                                           \
+                break;                                                                             \
+            float *p = c[r] + j0;                                                                  \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                                 \
+            {                                                                                      \
+                __m512 y = acc[r][v];                                                              \
+                if (add)                                                                           \
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], p + (size_t)16 * (size_t)v), y); \
+                _mm512_mask_storeu_ps(p + (size_t)16 * (size_t)v, m[v], y);                        \
+            }                                                                                      \
+        }                                                                                          \
     }
 K512P(6, 4, 0)
 K512P(6, 4, 1)
@@ -150,40 +152,40 @@ K512P(14, 1, 0)
 K512P(14, 1, 1)
 
 /* AVX2 + FMA: MR rows x NV vectors of 8 columns; `last` masks the last vector. */
-#define K256(MR, NV)                                                                            \
-    __attribute__((target("avx2,fma"))) static void k256_##MR##_##NV(                          \
-        const float *const *a, const float *W, int c_in, int c_out, int j0, float *const *c,   \
-        int mr, const __m256i *mk, bool add)                                                    \
-    {                                                                                           \
-        __m256 acc[MR][NV];                                                                     \
-        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =                   \
-                _mm256_setzero_ps();                                                            \
-        const float *w = W + j0;                                                                \
-        for (int k = 0; k < c_in; k++, w += c_out) {                                            \
-            __m256 b[NV];                                                                       \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] =                        \
-                _mm256_maskload_ps(w + 8 * v, mk[v]);                                           \
-            _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                               \
-            {                                                                                   \
-                __m256 x = _mm256_broadcast_ss(a[r] + k);                                       \
-                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] =               \
-                    _mm256_fmadd_ps(x, b[v], acc[r][v]);                                        \
-            }                                                                                   \
-        }                                                                                       \
-        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++)                                   \
-        {                                                                                       \
-            if (r >= mr)                                                                        \
-                break;                                                                          \
-            float *p = c[r] + j0;                                                               \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                \
-            {                                                                                   \
-                __m256 y = acc[r][v];                                                           \
-                if (add)                                                                        \
-                    y = _mm256_add_ps(_mm256_maskload_ps(p + 8 * v, mk[v]), y);                 \
-                _mm256_maskstore_ps(p + 8 * v, mk[v], y);                                       \
-            }                                                                                   \
-        }                                                                                       \
+#define K256(MR, NV)                                                                               \
+    __attribute__((target("avx2,fma"))) static void k256_##MR##_##NV(                              \
+        const float *const *a, const float *W, int c_in, int c_out, int j0, float *const *c,       \
+        int mr, const __m256i *mk, bool add)                                                       \
+    {                                                                                              \
+        __m256 acc[(MR)][(NV)];                                                                    \
+        _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) acc[r][v] =                     \
+                _mm256_setzero_ps();                                                               \
+        const float *w = W + j0;                                                                   \
+        for (int k = 0; k < c_in; k++, w += c_out) {                                               \
+            __m256 b[(NV)];                                                                        \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) b[v] =                          \
+                _mm256_maskload_ps(w + (size_t)8 * (size_t)v, mk[v]);                              \
+            _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                \
+            {                                                                                      \
+                __m256 x = _mm256_broadcast_ss(a[r] + (size_t)k);                                  \
+                _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) acc[r][v] =                 \
+                    _mm256_fmadd_ps(x, b[v], acc[r][v]);                                           \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 16") for (int r = 0; r < (MR); r++)                                    \
+        {                                                                                          \
+            if (r >= mr)                                                                           \
+                break;                                                                             \
+            float *p = c[r] + j0;                                                                  \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                                 \
+            {                                                                                      \
+                __m256 y = acc[r][v];                                                              \
+                if (add)                                                                           \
+                    y = _mm256_add_ps(_mm256_maskload_ps(p + (size_t)8 * (size_t)v, mk[v]), y);    \
+                _mm256_maskstore_ps(p + (size_t)8 * (size_t)v, mk[v], y);                          \
+            }                                                                                      \
+        }                                                                                          \
     }
 K256(6, 2)
 K256(12, 1)
@@ -222,7 +224,7 @@ int mn_gemm_set_isa(const char *name)
 {
     pthread_once(&pick.once, pick_best);
     for (int i = 0; i < 3; i++)
-        if (strcmp(name, isa_names[i]) == 0 && i <= isa_best()) {
+        if (i <= isa_best() && strcmp(name, isa_names[i]) == 0) {
             pick.isa = i;
             return 0;
         }
@@ -242,10 +244,9 @@ static const float *row_of(const float *base, const int32_t *idx, size_t r, size
 #ifdef MN_X86
 /* The row blocks of one call: NV vectors a strip (fewer for narrow c_out), the strips of a
  * block of rows taken in turn, the vectors past c_out masked. */
-__attribute__((target("avx512f"))) static void run512(size_t m, const float *A,
-                                                     const int32_t *ai, const float *W, int c_in,
-                                                     int c_out, float *C, const int32_t *ci,
-                                                     bool add)
+__attribute__((target("avx512f"))) static void run512(size_t m, const float *A, const int32_t *ai,
+                                                      const float *W, int c_in, int c_out, float *C,
+                                                      const int32_t *ci, bool add)
 {
     const float *a[MR_MAX];
     float *c[MR_MAX];
@@ -254,7 +255,7 @@ __attribute__((target("avx512f"))) static void run512(size_t m, const float *A,
      * over the chunk's blocks of rows (W's strip stays in L1, the chunk's A in L2). */
     int vecs = (c_out + 15) / 16, cap = c_in <= 96 ? 4 : 2, nv = vecs < cap ? vecs : cap;
     int mr = nv == 4 ? 6 : nv == 3 ? 8 : nv == 2 ? 12 : 14;
-    size_t chunk = ((size_t)256 << 10) / ((size_t)c_in * sizeof(float));
+    size_t chunk = ((size_t)256 << 10) / ((size_t)(c_in > 0 ? c_in : 1) * sizeof(float));
     chunk = chunk < (size_t)mr ? (size_t)mr : chunk / (size_t)mr * (size_t)mr;
     if (c_in <= PACK_K && c_out > nv * 16) {
         /* Row blocks outer: the block's rows packed once (the gather, when indexed), then
@@ -277,14 +278,30 @@ __attribute__((target("avx512f"))) static void run512(size_t m, const float *A,
                 }
                 bool full = c_out - j0 >= nv * 16;
                 switch (nv * 2 + full) {
-                case 9: k512p_6_4_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 8: k512p_6_4_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 7: k512p_8_3_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 6: k512p_8_3_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 5: k512p_12_2_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 4: k512p_12_2_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 3: k512p_14_1_0(ap, W, c_in, c_out, j0, c, n, mk, add); break;
-                default: k512p_14_1_1(ap, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 9:
+                    k512p_6_4_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 8:
+                    k512p_6_4_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 7:
+                    k512p_8_3_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 6:
+                    k512p_8_3_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 5:
+                    k512p_12_2_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 4:
+                    k512p_12_2_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 3:
+                    k512p_14_1_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                default:
+                    k512p_14_1_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
                 }
             }
         }
@@ -306,20 +323,27 @@ __attribute__((target("avx512f"))) static void run512(size_t m, const float *A,
                     c[r] = (float *)row_of(C, ci, rr, (size_t)c_out);
                 }
                 switch (nv) {
-                case 4: k512_6_4(a, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 3: k512_8_3(a, W, c_in, c_out, j0, c, n, mk, add); break;
-                case 2: k512_12_2(a, W, c_in, c_out, j0, c, n, mk, add); break;
-                default: k512_14_1(a, W, c_in, c_out, j0, c, n, mk, add); break;
+                case 4:
+                    k512_6_4(a, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 3:
+                    k512_8_3(a, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                case 2:
+                    k512_12_2(a, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
+                default:
+                    k512_14_1(a, W, c_in, c_out, j0, c, n, mk, add);
+                    break;
                 }
             }
         }
     }
 }
 
-__attribute__((target("avx2,fma"))) static void run256(size_t m, const float *A,
-                                                      const int32_t *ai, const float *W, int c_in,
-                                                      int c_out, float *C, const int32_t *ci,
-                                                      bool add)
+__attribute__((target("avx2,fma"))) static void run256(size_t m, const float *A, const int32_t *ai,
+                                                       const float *W, int c_in, int c_out,
+                                                       float *C, const int32_t *ci, bool add)
 {
     const float *a[MR_MAX];
     float *c[MR_MAX];
@@ -370,8 +394,8 @@ void mn_gemm(size_t m, const float *A, const int32_t *ai, const float *W, int c_
 
 #ifdef MN_X86
 __attribute__((target("avx512f"))) static void at512(size_t na, const float *X, const int32_t *xi,
-                                                    size_t ldx, size_t m, const float *G,
-                                                    int c_out, float *D, bool add, float *ap)
+                                                     size_t ldx, size_t m, const float *G,
+                                                     int c_out, float *D, bool add, float *ap)
 {
     float *c[MR_MAX];
     int vecs = (c_out + 15) / 16, cap = m <= 96 ? 4 : 2, nv = vecs < cap ? vecs : cap;
@@ -400,22 +424,38 @@ __attribute__((target("avx512f"))) static void at512(size_t na, const float *X, 
             }
             bool full = c_out - j0 >= nv * 16;
             switch (nv * 2 + full) {
-            case 9: k512p_6_4_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            case 8: k512p_6_4_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            case 7: k512p_8_3_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            case 6: k512p_8_3_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            case 5: k512p_12_2_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            case 4: k512p_12_2_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            case 3: k512p_14_1_0(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
-            default: k512p_14_1_1(ap, G, (int)m, c_out, j0, c, n, mk, add); break;
+            case 9:
+                k512p_6_4_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            case 8:
+                k512p_6_4_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            case 7:
+                k512p_8_3_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            case 6:
+                k512p_8_3_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            case 5:
+                k512p_12_2_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            case 4:
+                k512p_12_2_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            case 3:
+                k512p_14_1_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
+            default:
+                k512p_14_1_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
+                break;
             }
         }
     }
 }
 #endif
 
-void mn_gemm_at(size_t na, const float *X, const int32_t *xi, size_t ldx, size_t m,
-                const float *G, int c_out, float *D, bool add, float *scratch)
+void mn_gemm_at(size_t na, const float *X, const int32_t *xi, size_t ldx, size_t m, const float *G,
+                int c_out, float *D, bool add, float *scratch)
 {
     pthread_once(&pick.once, pick_best);
 #ifdef MN_X86

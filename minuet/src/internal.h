@@ -74,8 +74,8 @@ void mn_gemm(size_t m, const float *A, const int32_t *ai, const float *W, int c_
  * X_p[a] * G[p][j], for a in [0, na), j in [0, c_out); X_p = X + (xi ? xi[p] : p) * ldx (X
  * pointing at the first column wanted), G contiguous [m, c_out], D [na, c_out]. m <= 512.
  * scratch: at least max(na, 14) x m floats. The same bits as mn_gemm on every kernel. */
-void mn_gemm_at(size_t na, const float *X, const int32_t *xi, size_t ldx, size_t m,
-                const float *G, int c_out, float *D, bool add, float *scratch);
+void mn_gemm_at(size_t na, const float *X, const int32_t *xi, size_t ldx, size_t m, const float *G,
+                int c_out, float *D, bool add, float *scratch);
 /* Use the kernel `name` ("avx512", "avx2", "generic"; mn_cpu_kernel says which is in use):
  * -1 when the CPU lacks it or the name is unknown. MINUET_ISA (mn_config) and the tests. */
 int mn_gemm_set_isa(const char *name);

@@ -357,8 +357,7 @@ static void write_cache(void)
                     "\"tile_channels\": %d, \"dataflow\": \"%s\", \"tuned_ms\": %.4f, "
                     "\"default_ms\": %.4f}",
                     e->group_threshold, e->batch_rows, e->tile_rows, e->tile_channels,
-                    e->dataflow == MN_FUSED ? "fused" : "grouped", e->tuned_ms,
-                    e->default_ms);
+                    e->dataflow == MN_FUSED ? "fused" : "grouped", e->tuned_ms, e->default_ms);
         }
         fprintf(f, "\n]}\n");
     }

@@ -339,9 +339,8 @@ static int cmd_bench(const opts *o)
         printf("  tuned %-52s %-7s threshold %-4g batch %-10zu tile %4zu x %-3d sample %.2f ms "
                "(defaults %.2f ms)%s\n",
                te[i].shape, te[i].dataflow == MN_FUSED ? "fused" : "grouped", te[i].group_threshold,
-               te[i].batch_rows, te[i].tile_rows,
-               te[i].tile_channels, te[i].tuned_ms, te[i].default_ms,
-               te[i].from_cache ? ", from the cache" : "");
+               te[i].batch_rows, te[i].tile_rows, te[i].tile_channels, te[i].tuned_ms,
+               te[i].default_ms, te[i].from_cache ? ", from the cache" : "");
     for (int m = 0; m < 2; m++) { /* the level-0 map alone, both ways */
         mn_kmap km;
         double t0 = now();

@@ -124,8 +124,8 @@ static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int
             continue;
         mn_conv_opts o2 = {.threads = 2, .transposed = tr};
         cr_assert_eq(mn_conv_backward(&map, x, ni, ci, W, co, g, no, di2, dw2, NULL, &o2), MN_OK);
-        cr_assert_eq(memcmp(di, di2, ni * (size_t)ci * sizeof *di), 0, "%s: d_in bits, the %s kernel",
-                     what, kernels[q]);
+        cr_assert_eq(memcmp(di, di2, ni * (size_t)ci * sizeof *di), 0,
+                     "%s: d_in bits, the %s kernel", what, kernels[q]);
         cr_assert_eq(memcmp(dw, dw2, nw * sizeof *dw), 0, "%s: d_W bits, the %s kernel", what,
                      kernels[q]);
     }

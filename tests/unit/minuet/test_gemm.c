@@ -56,11 +56,14 @@ Test(gemm, the_chain_is_the_product_to_float32_rounding)
         for (int j = 0; j < co; j++) {
             double want = 0, mag = 0;
             for (int k = 0; k < ci; k++) {
-                want += (double)A[r * (size_t)ci + (size_t)k] * (double)W[(size_t)k * (size_t)co + (size_t)j];
-                mag += fabs((double)A[r * (size_t)ci + (size_t)k] * (double)W[(size_t)k * (size_t)co + (size_t)j]);
+                want += (double)A[r * (size_t)ci + (size_t)k] *
+                        (double)W[(size_t)k * (size_t)co + (size_t)j];
+                mag += fabs((double)A[r * (size_t)ci + (size_t)k] *
+                            (double)W[(size_t)k * (size_t)co + (size_t)j]);
             }
             cr_assert_leq(fabs(C[r * (size_t)co + (size_t)j] - want), 1e-6 * mag * ci + 1e-30,
-                          "row %zu col %d: %g, want %g", r, j, (double)C[r * (size_t)co + (size_t)j], want);
+                          "row %zu col %d: %g, want %g", r, j,
+                          (double)C[r * (size_t)co + (size_t)j], want);
         }
     free(A);
     free(W);
@@ -72,7 +75,8 @@ Test(gemm, the_chain_is_the_product_to_float32_rounding)
 static void one_shape(size_t m, int ci, int co)
 {
     size_t n_in = m + 7, n_out = m + m / 3 + 2, no = n_out * (size_t)co;
-    float *A = randf(n_in * (size_t)ci, 3 + m), *W = randf((size_t)ci * (size_t)co, 4 + (uint64_t)co);
+    float *A = randf(n_in * (size_t)ci, 3 + m),
+          *W = randf((size_t)ci * (size_t)co, 4 + (uint64_t)co);
     float *base = randf(no, 5);
     float *got = malloc(no * sizeof *got), *want = malloc(no * sizeof *want);
     int32_t *ai = malloc((m ? m : 1) * sizeof *ai), *oi = malloc((m ? m : 1) * sizeof *oi);
@@ -89,13 +93,18 @@ static void one_shape(size_t m, int ci, int co)
                 continue; /* this CPU lacks it */
             memcpy(got, base, no * sizeof *got);
             mn_gemm(m, A, idx ? ai : NULL, W, ci, co, got, idx ? oi : NULL, add);
-            for (size_t i = 0; i < no; i++)
-                if (memcmp(&got[i], &want[i], sizeof *got) != 0)
-                    cr_assert_fail("%s kernel, m %zu, %d -> %d channels, %s, %s: element [%zu, %zu] "
-                                   "is %.9g, the chain gives %.9g",
-                                   kernels[q], m, ci, co, idx ? "indexed" : "contiguous",
-                                   add ? "added" : "stored", i / (size_t)co, i % (size_t)co,
-                                   (double)got[i], (double)want[i]);
+            for (size_t i = 0; i < no; i++) {
+                uint32_t gb, wb; /* the bits, not the values */
+                memcpy(&gb, &got[i], sizeof gb);
+                memcpy(&wb, &want[i], sizeof wb);
+                if (gb != wb)
+                    cr_assert_fail(
+                        "%s kernel, m %zu, %d -> %d channels, %s, %s: element [%zu, %zu] "
+                        "is %.9g, the chain gives %.9g",
+                        kernels[q], m, ci, co, idx ? "indexed" : "contiguous",
+                        add ? "added" : "stored", i / (size_t)co, i % (size_t)co, (double)got[i],
+                        (double)want[i]);
+            }
         }
     }
     free(A);
@@ -109,7 +118,8 @@ static void one_shape(size_t m, int ci, int co)
 
 Test(gemm, every_kernel_gives_the_chain_bits, .timeout = 300)
 {
-    static const int chans[] = {1, 3, 4, 8, 15, 16, 17, 24, 31, 32, 33, 47, 48, 49, 64, 65, 80, 96, 97, 128, 130, 256};
+    static const int chans[] = {1,  3,  4,  8,  15, 16, 17, 24, 31,  32,  33,
+                                47, 48, 49, 64, 65, 80, 96, 97, 128, 130, 256};
     static const size_t rows[] = {0, 1, 5, 6, 7, 13, 14, 29};
     int ran = 0;
     for (int q = 0; q < 3; q++)
