@@ -32,16 +32,23 @@ def main():
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--pack-len", type=int, default=1024)
+    ap.add_argument("--cost-model", default=None,
+                    help="a directory profiled by python -m dynapipe.profile (default: the "
+                         "bundled A100 GPT-6.7B profiles)")
+    ap.add_argument("--cm-name", default="tinygpt")
     a = ap.parse_args()
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank, S = dist.get_rank(), dist.get_world_size()
     gpt = models.TinyGPT(vocab=256, hidden=a.hidden, layers=a.layers, heads=4, max_len=2560, seed=0)
-    cm = dynapipe.CostModel(os.path.join(ROOT, "dynapipe", "data", "costmodels"), "gpt")
+    if a.cost_model:
+        cm = dynapipe.CostModel(a.cost_model, a.cm_name)
+    else:
+        cm = dynapipe.CostModel(os.path.join(ROOT, "dynapipe", "data", "costmodels"), "gpt")
     cfg = dynapipe.config(cm, stages=S, layers_enc=a.layers, hidden=a.hidden, max_len=2560,
-                          pack_len=a.pack_len)
+                          pack_len=a.pack_len, memory_mb=8000)
     tr = PipelineTrainer(gpt, cm, cfg, a.method)
-    tok = sec = plan_s = 0.0
+    tok = sec = plan_s = pred = 0.0
     for it in range(a.warmup + a.iterations):
         samples = dynapipe.mixture(a.tokens, seed=100 + it)
         r = tr.step(samples)
@@ -49,11 +56,14 @@ def main():
             tok += r["tokens"]
             sec += r["seconds"]
             plan_s += r["plan_seconds"]
+            pred += r["predicted_ms"]
         if rank == 0:
             print(json.dumps({"iteration": it, "method": a.method, "stages": S, **r}), flush=True)
     if rank == 0:
         print(json.dumps({"summary": True, "method": a.method, "stages": S,
                           "iterations": a.iterations, "tokens_per_s": tok / sec,
+                          "measured_iteration_ms": 1e3 * sec / a.iterations,
+                          "predicted_iteration_ms": pred / a.iterations,
                           "plan_ms_per_iteration": 1e3 * plan_s / a.iterations}), flush=True)
     dist.destroy_process_group()
 
