@@ -1,8 +1,10 @@
-"""Pipeline training of one global batch at a time (torch.distributed, one stage per rank):
-rank 0 plans the batch (DynaPipe or a baseline), checks every rank's stream and broadcasts
-the plan; every rank builds its micro-batches' data, runs its stream with the executor and
-steps its optimizer once. The loss is normalised by the batch's real predictions, so one
-step means the same whatever the number of micro-batches."""
+"""Pipeline training of one global batch at a time (torch.distributed, one stage per rank;
+with cfg.dp_size = D replicas, rank = replica * stages + stage): rank 0 plans the batch
+(DynaPipe or a baseline, the micro-batches split over the replicas), checks every pipeline's
+streams and broadcasts the plan; every rank builds its replica's micro-batches' data, runs
+its stream with the executor, all-reduces its stage's gradients with the same stage of the
+other replicas, and steps its optimizer once. The loss is normalised by the whole batch's
+real predictions, so one step means the same whatever the cut and the replica count."""
 import time
 
 import torch
@@ -34,30 +36,39 @@ class PipelineTrainer:
 
     def __init__(self, model, cm, cfg, method="dynapipe", lr=1e-3, timeout_s=120.0):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        if cfg.stages != self.world or cfg.dp_size != 1:
-            raise DynapipeValueError("EINVAL", f"a plan for {cfg.stages} stages x {cfg.dp_size} "
-                                     f"replicas on {self.world} ranks")
+        S, D = cfg.stages, cfg.dp_size
+        if S * D != self.world:
+            raise DynapipeValueError("EINVAL", f"a plan for {S} stages x {D} replicas on "
+                                     f"{self.world} ranks")
         self.model, self.cm, self.cfg, self.method = model, cm, cfg, method
-        self.stage = model.stage(cfg, self.rank)
+        self.S, self.D = S, D
+        self.stage_id, self.replica = self.rank % S, self.rank // S
+        self.stage = model.stage(cfg, self.stage_id)
         self.opt = torch.optim.AdamW(self.stage.parameters(), lr=lr)
-        self.exe = PipelineExecutor(self.stage, self.rank, self.world, model.hidden,
+        self.exe = PipelineExecutor(self.stage, self.stage_id, S, model.hidden,
+                                    ranks=[self.replica * S + s for s in range(S)],
                                     timeout_s=timeout_s)
+        # Every rank creates every stage's group, in the same order (torch.distributed's rule).
+        self.groups = [dist.new_group([q * S + s for q in range(D)]) for s in range(S)] \
+            if D > 1 else None
 
     def _plan(self, samples):
         msg = [None]
         if self.rank == 0:
             try:
                 p = make_plan(self.cm, self.cfg, samples, self.method)
-                streams = [p.stream(s) for s in range(self.world)]
-                check_streams(streams)
-                rows, mbs = 0, []
-                for j in p.local[0]:
-                    m = p.microbatches[j]
+                streams = [[p.stream(s, q) for s in range(self.S)] for q in range(self.D)]
+                for q in range(self.D):
+                    check_streams(streams[q])
+                rows, mbs, by_mb = 0, [], {}
+                for j in range(len(p.microbatches)):  # packing rows: consecutive, in plan order
                     n = p._r.mb[j].mbs
-                    mbs.append((m.samples, m.padded_input, (rows, rows + n)))
+                    by_mb[j] = (p.microbatches[j].samples, p.microbatches[j].padded_input,
+                                (rows, rows + n))
                     rows += n
-                msg[0] = {"mbs": mbs, "streams": streams, "plan_s": p.plan_seconds,
-                          "predicted_ms": p.iteration_ms}
+                mbs = [[by_mb[j] for j in p.local[q]] for q in range(self.D)]
+                msg[0] = {"mbs": mbs, "all": list(by_mb.values()), "streams": streams,
+                          "plan_s": p.plan_seconds, "predicted_ms": p.iteration_ms}
             except DynapipeValueError as e:
                 msg[0] = {"error": e.message, "status": e.status}
         dist.broadcast_object_list(msg, src=0)  # every rank learns of a refusal, none waits
@@ -73,16 +84,27 @@ class PipelineTrainer:
         t0 = time.perf_counter()
         p = self._plan(samples)
         vocab = self.model.vocab
-        if self.method == "packing":
-            data_all = [packed_rows(samples, rows, pin, vocab) for _, pin, rows in p["mbs"]]
-        else:
-            data_all = [models.gpt_batch(samples, idx, pin, vocab) for idx, pin, _ in p["mbs"]]
-        norm = sum(int((lab != models.IGNORE).sum()) for _, lab in data_all)
-        loss = self.exe.run(p["streams"][self.rank], lambda j: data_all[j], norm)
+
+        def build(mb):
+            idx, pin, rows = mb
+            if self.method == "packing":
+                return packed_rows(samples, rows, pin, vocab)
+            return models.gpt_batch(samples, idx, pin, vocab)
+
+        data = [build(mb) for mb in p["mbs"][self.replica]]
+        norm = sum(int((build(mb)[1] != models.IGNORE).sum()) for mb in p["all"])
+        loss = self.exe.run(p["streams"][self.replica][self.stage_id], lambda j: data[j], norm)
+        if self.groups:  # the replicas' gradients summed: the whole batch's
+            for prm in self.stage.parameters():
+                if prm.grad is None:
+                    prm.grad = torch.zeros_like(prm)
+                dist.all_reduce(prm.grad, group=self.groups[self.stage_id])
+        self.last_grads = {id(prm): prm.grad.clone() for prm in self.stage.parameters()}
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        out = [loss]
-        dist.broadcast_object_list(out, src=self.world - 1)
+        losses = [None] * self.world
+        dist.all_gather_object(losses, loss)
+        out = [sum(losses[q * self.S + self.S - 1] for q in range(self.D))]
         return {"loss": out[0], "tokens": sum(a + b for a, b in samples),
                 "seconds": time.perf_counter() - t0, "plan_seconds": p["plan_s"],
-                "predicted_ms": p["predicted_ms"], "micro_batches": len(p["mbs"])}
+                "predicted_ms": p["predicted_ms"], "micro_batches": len(p["all"])}
