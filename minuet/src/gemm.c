@@ -234,7 +234,7 @@ int mn_gemm_set_isa(const char *name)
 /* ---- mn_gemm ----------------------------------------------------------------------------- */
 
 #define MR_MAX 14
-#define PACK_K 512 /* inputs channels up to which a row block is packed into a panel */
+#define PACK_K 512 /* input channels up to which a row block is packed into a panel */
 
 static const float *row_of(const float *base, const int32_t *idx, size_t r, size_t ld)
 {
@@ -242,6 +242,52 @@ static const float *row_of(const float *base, const int32_t *idx, size_t r, size
 }
 
 #ifdef MN_X86
+/* The lane masks of the 4 vectors of a strip from column j0: columns past c_out off. */
+__attribute__((target("avx512f"))) static void masks512(int c_out, int j0, __mmask16 mk[4])
+{
+    for (int v = 0; v < 4; v++) {
+        int w = c_out - j0 - v * 16;
+        mk[v] = (__mmask16)(w >= 16 ? 0xffffu : w > 0 ? (1u << w) - 1 : 0u);
+    }
+}
+
+/* One strip of NV vectors from column j0 over a packed panel: the kernel of that shape,
+ * unmasked when the strip is whole. */
+__attribute__((target("avx512f"))) static void strip512p(const float *ap, const float *W, int c_in,
+                                                         int c_out, int j0, float *const *c, int n,
+                                                         int nv, bool add)
+{
+    __mmask16 mk[4];
+    masks512(c_out, j0, mk);
+    bool full = c_out - j0 >= nv * 16;
+    switch (nv * 2 + full) {
+    case 9:
+        k512p_6_4_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    case 8:
+        k512p_6_4_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    case 7:
+        k512p_8_3_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    case 6:
+        k512p_8_3_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    case 5:
+        k512p_12_2_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    case 4:
+        k512p_12_2_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    case 3:
+        k512p_14_1_0(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    default:
+        k512p_14_1_1(ap, W, c_in, c_out, j0, c, n, mk, add);
+        break;
+    }
+}
+
 /* The row blocks of one call: NV vectors a strip (fewer for narrow c_out), the strips of a
  * block of rows taken in turn, the vectors past c_out masked. */
 __attribute__((target("avx512f"))) static void run512(size_t m, const float *A, const int32_t *ai,
@@ -271,38 +317,7 @@ __attribute__((target("avx512f"))) static void run512(size_t m, const float *A, 
                 c[r] = (float *)row_of(C, ci, rr, (size_t)c_out);
             }
             for (int j0 = 0; j0 < c_out; j0 += nv * 16) {
-                __mmask16 mk[4];
-                for (int v = 0; v < 4; v++) {
-                    int w = c_out - j0 - v * 16;
-                    mk[v] = (__mmask16)(w >= 16 ? 0xffffu : w > 0 ? (1u << w) - 1 : 0u);
-                }
-                bool full = c_out - j0 >= nv * 16;
-                switch (nv * 2 + full) {
-                case 9:
-                    k512p_6_4_0(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                case 8:
-                    k512p_6_4_1(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                case 7:
-                    k512p_8_3_0(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                case 6:
-                    k512p_8_3_1(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                case 5:
-                    k512p_12_2_0(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                case 4:
-                    k512p_12_2_1(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                case 3:
-                    k512p_14_1_0(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                default:
-                    k512p_14_1_1(ap, W, c_in, c_out, j0, c, n, mk, add);
-                    break;
-                }
+                strip512p(ap, W, c_in, c_out, j0, c, n, nv, add);
             }
         }
         return;
@@ -311,10 +326,7 @@ __attribute__((target("avx512f"))) static void run512(size_t m, const float *A, 
         size_t q1 = m - q0 < chunk ? m : q0 + chunk;
         for (int j0 = 0; j0 < c_out; j0 += nv * 16) {
             __mmask16 mk[4];
-            for (int v = 0; v < 4; v++) {
-                int w = c_out - j0 - v * 16;
-                mk[v] = (__mmask16)(w >= 16 ? 0xffffu : w > 0 ? (1u << w) - 1 : 0u);
-            }
+            masks512(c_out, j0, mk);
             for (size_t r0 = q0; r0 < q1; r0 += (size_t)mr) {
                 int n = q1 - r0 < (size_t)mr ? (int)(q1 - r0) : mr;
                 for (int r = 0; r < mr; r++) {
@@ -417,38 +429,7 @@ __attribute__((target("avx512f"))) static void at512(size_t na, const float *X, 
         for (int r = 0; r < mr; r++)
             c[r] = D + (r0 + (size_t)(r < n ? r : n - 1)) * (size_t)c_out;
         for (int j0 = 0; j0 < c_out; j0 += nv * 16) {
-            __mmask16 mk[4];
-            for (int v = 0; v < 4; v++) {
-                int w = c_out - j0 - v * 16;
-                mk[v] = (__mmask16)(w >= 16 ? 0xffffu : w > 0 ? (1u << w) - 1 : 0u);
-            }
-            bool full = c_out - j0 >= nv * 16;
-            switch (nv * 2 + full) {
-            case 9:
-                k512p_6_4_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            case 8:
-                k512p_6_4_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            case 7:
-                k512p_8_3_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            case 6:
-                k512p_8_3_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            case 5:
-                k512p_12_2_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            case 4:
-                k512p_12_2_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            case 3:
-                k512p_14_1_0(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            default:
-                k512p_14_1_1(ap, G, (int)m, c_out, j0, c, n, mk, add);
-                break;
-            }
+            strip512p(ap, G, (int)m, c_out, j0, c, n, nv, add);
         }
     }
 }
