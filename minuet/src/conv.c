@@ -380,6 +380,7 @@ static mn_status run_fused(const mn_kmap *map, const int *order, const float *in
                    .tile_rows = o->tile_rows ? o->tile_rows : MN_DEFAULT_TILE_ROWS,
                    .gperm = o->transposed ? o->out_rows : o->in_rows,
                    .sperm = o->transposed ? o->in_rows : o->out_rows};
+    J.tile_rows = J.tile_rows < n_out ? J.tile_rows : (n_out ? n_out : 1); /* bounds idx */
     J.ntiles = (n_out + J.tile_rows - 1) / J.tile_rows;
     int nt = J.ntiles < (size_t)threads ? (int)J.ntiles : threads;
     if (J.gperm || J.sperm) {
