@@ -26,13 +26,14 @@ def packed_rows(samples, idx_rows, pack_len, vocab, seed=0):
         row = toks[r * pack_len:(r + 1) * pack_len]
         ids[r - r0, :len(row)] = row
         labels[r - r0, :len(row) - 1] = row[1:]
-    return ids, labels
+    return {"ids": ids, "labels": labels, "shape": (r1 - r0, pack_len, 0)}
 
 
 class PipelineTrainer:
-    """model: a models.TinyGPT (the same initial weights on every rank); cm, cfg: the
-    planner's cost model and config (cfg.stages = the world size, cfg.layers_enc and hidden
-    the model's); method: dynapipe, padding, packing or token_budget."""
+    """model: a models.TinyGPT or models.TinyT5 (the same initial weights on every rank); cm,
+    cfg: the planner's cost model and config (stages x dp_size = the world size; the layers
+    and hidden size the model's); method: dynapipe, padding, packing (GPT only) or
+    token_budget."""
 
     def __init__(self, model, cm, cfg, method="dynapipe", lr=1e-3, timeout_s=120.0):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -41,11 +42,14 @@ class PipelineTrainer:
             raise DynapipeValueError("EINVAL", f"a plan for {S} stages x {D} replicas on "
                                      f"{self.world} ranks")
         self.model, self.cm, self.cfg, self.method = model, cm, cfg, method
+        self.t5 = isinstance(model, models.TinyT5)
+        if self.t5 and method == "packing":
+            raise DynapipeValueError("EINVAL", "packing: the T5 rows' data is not built (GPT only)")
         self.S, self.D = S, D
         self.stage_id, self.replica = self.rank % S, self.rank // S
         self.stage = model.stage(cfg, self.stage_id)
         self.opt = torch.optim.AdamW(self.stage.parameters(), lr=lr)
-        self.exe = PipelineExecutor(self.stage, self.stage_id, S, model.hidden,
+        self.exe = PipelineExecutor(self.stage, self.stage_id, S,
                                     ranks=[self.replica * S + s for s in range(S)],
                                     timeout_s=timeout_s)
         # Every rank creates every stage's group, in the same order (torch.distributed's rule).
@@ -61,10 +65,9 @@ class PipelineTrainer:
                 for q in range(self.D):
                     check_streams(streams[q])
                 rows, mbs, by_mb = 0, [], {}
-                for j in range(len(p.microbatches)):  # packing rows: consecutive, in plan order
+                for j, m in enumerate(p.microbatches):  # packing rows: consecutive, in order
                     n = p._r.mb[j].mbs
-                    by_mb[j] = (p.microbatches[j].samples, p.microbatches[j].padded_input,
-                                (rows, rows + n))
+                    by_mb[j] = (m.samples, m.padded_input, m.padded_target, (rows, rows + n))
                     rows += n
                 mbs = [[by_mb[j] for j in p.local[q]] for q in range(self.D)]
                 msg[0] = {"mbs": mbs, "all": list(by_mb.values()), "streams": streams,
@@ -86,13 +89,15 @@ class PipelineTrainer:
         vocab = self.model.vocab
 
         def build(mb):
-            idx, pin, rows = mb
+            idx, pin, ptgt, rows = mb
+            if self.t5:
+                return models.t5_batch(samples, idx, pin, ptgt, vocab)
             if self.method == "packing":
                 return packed_rows(samples, rows, pin, vocab)
             return models.gpt_batch(samples, idx, pin, vocab)
 
         data = [build(mb) for mb in p["mbs"][self.replica]]
-        norm = sum(int((build(mb)[1] != models.IGNORE).sum()) for mb in p["all"])
+        norm = sum(int((build(mb)["labels"] != models.IGNORE).sum()) for mb in p["all"])
         loss = self.exe.run(p["streams"][self.replica][self.stage_id], lambda j: data[j], norm)
         if self.groups:  # the replicas' gradients summed: the whole batch's
             for prm in self.stage.parameters():

@@ -67,7 +67,7 @@ def main():
         return models.gpt_batch(samples, idx, pin, gpt.vocab)
 
     stage = gpt.stage(cfg, rank)
-    loss = PipelineExecutor(stage, rank, S, gpt.hidden).run(p["streams"][rank], data, norm)
+    loss = PipelineExecutor(stage, rank, S).run(p["streams"][rank], data, norm)
     names = {id(prm): n for n, prm in gpt.named_parameters()}
     mine = {names[id(prm)]: prm.grad.clone() for _, prm in stage.named_parameters()
             if prm.grad is not None}
@@ -79,11 +79,8 @@ def main():
         ref = models.TinyGPT(vocab=128, hidden=32, layers=6, heads=4, max_len=256, seed=1)
         ref_loss = 0.0
         for j in range(len(mbs)):
-            ids, labels = data(j)
-            y = ref(ids)
-            l = torch.nn.functional.cross_entropy(y.reshape(-1, y.shape[-1]), labels.reshape(-1),
-                                                  ignore_index=models.IGNORE,
-                                                  reduction="sum") / norm
+            batch = data(j)
+            l = models.token_loss(ref(batch["ids"]), batch["labels"]) / norm
             l.backward()
             ref_loss += float(l)
         pipe_loss = got[S - 1]["loss"]
