@@ -74,6 +74,8 @@ class PipelineTrainer:
                           "plan_s": p.plan_seconds, "predicted_ms": p.iteration_ms}
             except DynapipeValueError as e:
                 msg[0] = {"error": e.message, "status": e.status}
+            except Exception as e:  # anything else reaches every rank too: none waits forever
+                msg[0] = {"error": f"{type(e).__name__}: {e}", "status": "EINVAL"}
         dist.broadcast_object_list(msg, src=0)  # every rank learns of a refusal, none waits
         if "error" in msg[0]:
             raise DynapipeValueError(msg[0]["status"], "the batch was not planned: " +

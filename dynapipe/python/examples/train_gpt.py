@@ -9,6 +9,7 @@ method). Rank 0 prints one JSON line per iteration and a summary: measured token
 planner's time, its predicted iteration time (from the bundled A100 cost model, not this
 machine's)."""
 import argparse
+import datetime
 import json
 import os
 
@@ -38,7 +39,7 @@ def main():
     ap.add_argument("--cm-name", default="tinygpt")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=300))
     rank, S = dist.get_rank(), dist.get_world_size()
     gpt = models.TinyGPT(vocab=256, hidden=a.hidden, layers=a.layers, heads=4, max_len=2560, seed=0)
     if a.cost_model:
