@@ -46,8 +46,9 @@ def main():
         cm = dynapipe.CostModel(a.cost_model, a.cm_name)
     else:
         cm = dynapipe.CostModel(os.path.join(ROOT, "dynapipe", "data", "costmodels"), "gpt")
+    extra = {"memory_mb": 8000} if a.cost_model else {}  # this machine's memory, its model
     cfg = dynapipe.config(cm, stages=S, layers_enc=a.layers, hidden=a.hidden, max_len=2560,
-                          pack_len=a.pack_len, memory_mb=8000)
+                          pack_len=a.pack_len, **extra)
     tr = PipelineTrainer(gpt, cm, cfg, a.method)
     tok = sec = plan_s = pred = 0.0
     for it in range(a.warmup + a.iterations):
