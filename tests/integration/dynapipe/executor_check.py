@@ -25,6 +25,15 @@ from dynapipe.executor import PipelineExecutor
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../.."))
 
 
+def report(rank, line):
+    """Each rank's message in a file of its own too (REPORT_DIR): torchrun stops the other
+    ranks as soon as one exits non-zero, and what a stopped rank printed may be lost."""
+    d = os.environ.get("REPORT_DIR")
+    if d:
+        with open(os.path.join(d, f"rank{rank}.txt"), "w") as f:
+            f.write(line + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corrupt", action="store_true")
@@ -54,8 +63,9 @@ def main():
     dist.broadcast_object_list(msg, src=0)
     p = msg[0]
     if "error" in p:
-        print(f"rank {rank}: the plan's streams were refused before any rank started: "
-              f"{p['error']}", flush=True)
+        line = f"rank {rank}: the plan's streams were refused before any rank started: {p['error']}"
+        print(line, flush=True)
+        report(rank, line)
         dist.barrier()  # both say it before either exits (torchrun stops the rest then)
         dist.destroy_process_group()
         return 3

@@ -47,11 +47,17 @@ def main():
         print(f"rank {rank}: no error", flush=True)
         return 0
     except Exception as e:  # the clear message every rank must give
-        print(f"rank {rank}: error: {e}", flush=True)
-        try:  # let every live rank say it before torchrun tears the group down
-            dist.monitored_barrier(timeout=datetime.timedelta(seconds=5))
-        except RuntimeError:
-            pass
+        line = f"rank {rank}: error: {e}"
+        print(line, flush=True)
+        d = os.environ.get("REPORT_DIR")  # also in a file: torchrun may stop a rank that is
+        if d:  # still printing once another exits
+            with open(os.path.join(d, f"rank{rank}.txt"), "w") as f:
+                f.write(line + "\n")
+        if fault != "kill":  # the killed rank's peer has nobody to wait for
+            try:  # every live rank says it before torchrun tears the group down
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+            except RuntimeError:
+                pass
         return 1
 
 
