@@ -1,9 +1,9 @@
 /* test_conv.c: Minuet's kernel maps and convolution against a brute-force oracle (set lookup
  * per output and offset, double accumulation): submanifold K = 3 and 5, strided s = 2 with
  * K = 2 and 3, dilation 2, transposed, a batch of 3 clouds, channels 1 to 96; sort and hash
- * maps identical; every grouping threshold, batching, scatter tile and thread count
- * bit-identical (test_conv_blas.c shows it does not rest on the BLAS kernel); bad input; the
- * ResNet-21 and UNet-42 networks (shapes, sort = hash, translation equivariance). */
+ * maps identical; both dataflows, every grouping threshold, batching, tile, thread count and
+ * CPU GEMM kernel bit-identical; features in shuffled row orders as in the sorted one; bad
+ * input; the ResNet-21 and UNet-42 networks (shapes, sort = hash, translation equivariance). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
