@@ -97,6 +97,9 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
         o = &def;
     if (!d_out || (d_in && !W) || (d_W && !in))
         return mn_fail(MN_EINVAL, "mn_conv_backward: d_out, and W for d_in, in for d_W");
+    mn_status cs = mn_config(); /* MINUET_ISA picks the kernel, as in mn_conv */
+    if (cs != MN_OK)
+        return cs;
     /* The map used the other way: d_out's rows are gathered, the inputs' rows receive. */
     mn_conv_opts back = *o;
     back.transposed = !o->transposed;
