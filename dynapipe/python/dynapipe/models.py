@@ -115,6 +115,27 @@ def sample_tokens(index, length, vocab, seed=0):
     return torch.randint(0, vocab, (length,), generator=g)
 
 
+def lengths(samples):
+    """(input_len, target_len) of each sample: a pair of lengths (synthetic tokens) or a
+    dict with token ids ("input_ids", "target_ids"; lists or tensors)."""
+    return [(len(s["input_ids"]), len(s["target_ids"])) if isinstance(s, dict) else
+            (int(s[0]), int(s[1])) for s in samples]
+
+
+def tokens_of(samples, i, vocab, seed=0, gpt=True):
+    """Sample i's tokens: (input, target) tensors (GPT: the sequence as one tensor), its own
+    token ids, or synthetic ones from its lengths."""
+    s = samples[i]
+    if isinstance(s, dict):
+        a = torch.as_tensor(s["input_ids"], dtype=torch.long).reshape(-1)
+        t = torch.as_tensor(s["target_ids"], dtype=torch.long).reshape(-1)
+        return torch.cat([a, t]) if gpt else (a, t)
+    if gpt:
+        return sample_tokens(i, int(s[0]) + int(s[1]), vocab, seed)
+    return (sample_tokens(i, int(s[0]), vocab, seed),
+            sample_tokens(i + 1_000_000_007, int(s[1]), vocab, seed))
+
+
 def gpt_batch(samples, idx, padded_len, vocab, seed=0):
     """A GPT micro-batch of the samples idx (input + target tokens each), right-padded to
     padded_len: {"ids" [b, T], "labels" [b, T] with IGNORE where nothing is predicted
@@ -122,18 +143,18 @@ def gpt_batch(samples, idx, padded_len, vocab, seed=0):
     ids = torch.zeros(len(idx), padded_len, dtype=torch.long)
     labels = torch.full((len(idx), padded_len), IGNORE, dtype=torch.long)
     for r, i in enumerate(idx):
-        L = samples[i][0] + samples[i][1]
+        t = tokens_of(samples, i, vocab, seed)
+        L = len(t)
         if L > padded_len:
             raise ValueError(f"sample {i}: {L} tokens in a micro-batch padded to {padded_len}")
-        t = sample_tokens(i, L, vocab, seed)
         ids[r, :L] = t
         labels[r, :L - 1] = t[1:]
     return {"ids": ids, "labels": labels, "shape": (len(idx), padded_len, 0)}
 
 
 def real_predictions(samples):
-    """Tokens predicted in a batch: each sample's length - 1 (the loss's normaliser)."""
-    return sum(a + b - 1 for a, b in samples)
+    """Tokens predicted in a GPT batch: each sample's length - 1 (the loss's normaliser)."""
+    return sum(a + b - 1 for a, b in lengths(samples))
 
 
 # -- the T5-style encoder-decoder ------------------------------------------------------------
@@ -279,12 +300,12 @@ def t5_batch(samples, idx, pin, ptgt, vocab, seed=0):
     labels = torch.full((b, ptgt), IGNORE, dtype=torch.long)
     in_pad = torch.ones(b, pin, dtype=torch.bool)
     for r, i in enumerate(idx):
-        a, t = samples[i]
+        src, tg = tokens_of(samples, i, vocab, seed, gpt=False)
+        a, t = len(src), len(tg)
         if a > pin or t > ptgt:
             raise ValueError(f"sample {i}: ({a}, {t}) tokens in a micro-batch padded to "
                              f"({pin}, {ptgt})")
-        in_ids[r, :a] = sample_tokens(i, a, vocab, seed)
-        tg = sample_tokens(i + 1_000_000_007, t, vocab, seed)
+        in_ids[r, :a] = src
         tgt_in[r, 0] = BOS
         tgt_in[r, 1:t] = tg[:t - 1]
         labels[r, :t] = tg

@@ -18,7 +18,7 @@ from .executor import PipelineExecutor
 def packed_rows(samples, idx_rows, pack_len, vocab, seed=0):
     """Packing's data: the batch's samples concatenated in order and cut into rows of
     pack_len; rows [r0, r1) of it. Next-token labels within each row."""
-    toks = torch.cat([models.sample_tokens(i, a + b, vocab, seed) for i, (a, b) in enumerate(samples)])
+    toks = torch.cat([models.tokens_of(samples, i, vocab, seed) for i in range(len(samples))])
     r0, r1 = idx_rows
     ids = torch.zeros(r1 - r0, pack_len, dtype=torch.long)
     labels = torch.full((r1 - r0, pack_len), models.IGNORE, dtype=torch.long)
@@ -83,11 +83,13 @@ class PipelineTrainer:
         return msg[0]
 
     def step(self, samples):
-        """Train on one global batch of (input_len, target_len) samples. Returns a dict:
+        """Train on one global batch: samples are dicts of token ids ("input_ids",
+        "target_ids") or (input_len, target_len) pairs (synthetic tokens). Returns a dict:
         loss, tokens (real), seconds (the whole step, planning included), plan_seconds,
         predicted_ms (the planner's simulated iteration), micro_batches."""
         t0 = time.perf_counter()
-        p = self._plan(samples)
+        lens = models.lengths(samples)
+        p = self._plan(lens)
         vocab = self.model.vocab
 
         def build(mb):
@@ -112,6 +114,6 @@ class PipelineTrainer:
         losses = [None] * self.world
         dist.all_gather_object(losses, loss)
         out = [sum(losses[q * self.S + self.S - 1] for q in range(self.D))]
-        return {"loss": out[0], "tokens": sum(a + b for a, b in samples),
+        return {"loss": out[0], "tokens": sum(a + b for a, b in lens),
                 "seconds": time.perf_counter() - t0, "plan_seconds": p["plan_s"],
                 "predicted_ms": p["predicted_ms"], "micro_batches": len(p["all"])}
