@@ -89,7 +89,10 @@ Instr.__doc__ = """One instruction: op (a name of OPCODES), the replica-local mi
 peer rank of a send or receive (-1 otherwise), and the shape (micro-batch size, padded
 input, padded target, hidden; LoadInput: hidden 1)."""
 
-Microbatch = collections.namedtuple("Microbatch", "samples padded_input padded_target replica")
+Microbatch = collections.namedtuple("Microbatch",
+                                    "samples padded_input padded_target replica mbs")
+Microbatch.__doc__ = """A planned micro-batch: its samples (indices into the batch; packing:
+those with tokens in it), padded shape, replica, and size (samples, or packing's rows)."""
 
 
 class Plan:
@@ -109,7 +112,8 @@ class Plan:
         r = self._r
         self.microbatches = [
             Microbatch([r.mb[k].samples[i] for i in range(r.mb[k].n)], r.mb[k].padded_input,
-                       r.mb[k].padded_target, r.mb[k].replica) for k in range(r.n_mb)]
+                       r.mb[k].padded_target, r.mb[k].replica, r.mb[k].mbs)
+            for k in range(r.n_mb)]
         # replica-local order: local micro-batch j of replica q = microbatches[local[q][j]]
         self.local = [[r.replica_mb[q][j] for j in range(r.replica_n[q])]
                       for q in range(r.replicas)]

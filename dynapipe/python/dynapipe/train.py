@@ -15,6 +15,15 @@ from . import models
 from .executor import PipelineExecutor
 
 
+def shutdown():
+    """End torch.distributed the way every rank of a pipeline should: a barrier, then
+    destroy the group. A rank that destroys its gloo group and exits while a peer still works
+    can abort at exit ("terminate called without an active exception"), and torchrun then
+    stops the others mid-work."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def packed_rows(samples, idx_rows, pack_len, vocab, seed=0):
     """Packing's data: the batch's samples concatenated in order and cut into rows of
     pack_len; rows [r0, r1) of it. Next-token labels within each row."""
@@ -33,9 +42,11 @@ class PipelineTrainer:
     """model: a models.TinyGPT or models.TinyT5 (the same initial weights on every rank); cm,
     cfg: the planner's cost model and config (stages x dp_size = the world size; the layers
     and hidden size the model's); method: dynapipe, padding, packing (GPT only) or
-    token_budget."""
+    token_budget; keep_grads: keep each step's gradients (after the all-reduce, before the
+    step) in last_grads, for checks."""
 
-    def __init__(self, model, cm, cfg, method="dynapipe", lr=1e-3, timeout_s=120.0):
+    def __init__(self, model, cm, cfg, method="dynapipe", lr=1e-3, timeout_s=120.0,
+                 keep_grads=False):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         S, D = cfg.stages, cfg.dp_size
         if S * D != self.world:
@@ -46,6 +57,8 @@ class PipelineTrainer:
         if self.t5 and method == "packing":
             raise DynapipeValueError("EINVAL", "packing: the T5 rows' data is not built (GPT only)")
         self.S, self.D = S, D
+        self.keep_grads = keep_grads  # last_grads: each step's gradients (for checks)
+        self.last_grads = None
         self.stage_id, self.replica = self.rank % S, self.rank // S
         self.stage = model.stage(cfg, self.stage_id)
         self.opt = torch.optim.AdamW(self.stage.parameters(), lr=lr)
@@ -66,9 +79,8 @@ class PipelineTrainer:
                     check_streams(streams[q])
                 rows, mbs, by_mb = 0, [], {}
                 for j, m in enumerate(p.microbatches):  # packing rows: consecutive, in order
-                    n = p._r.mb[j].mbs
-                    by_mb[j] = (m.samples, m.padded_input, m.padded_target, (rows, rows + n))
-                    rows += n
+                    by_mb[j] = (m.samples, m.padded_input, m.padded_target, (rows, rows + m.mbs))
+                    rows += m.mbs
                 mbs = [[by_mb[j] for j in p.local[q]] for q in range(self.D)]
                 msg[0] = {"mbs": mbs, "all": list(by_mb.values()), "streams": streams,
                           "plan_s": p.plan_seconds, "predicted_ms": p.iteration_ms}
@@ -108,7 +120,9 @@ class PipelineTrainer:
                 if prm.grad is None:
                     prm.grad = torch.zeros_like(prm)
                 dist.all_reduce(prm.grad, group=self.groups[self.stage_id])
-        self.last_grads = {id(prm): prm.grad.clone() for prm in self.stage.parameters()}
+        if self.keep_grads:
+            self.last_grads = {id(prm): prm.grad.clone() for prm in self.stage.parameters()
+                               if prm.grad is not None}
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         losses = [None] * self.world

@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 import dynapipe
 from dynapipe import models
-from dynapipe.train import PipelineTrainer
+from dynapipe.train import PipelineTrainer, shutdown
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../.."))
 
@@ -67,7 +67,7 @@ def main():
                           "measured_iteration_ms": 1e3 * sec / a.iterations,
                           "predicted_iteration_ms": pred / a.iterations,
                           "plan_ms_per_iteration": 1e3 * plan_s / a.iterations}), flush=True)
-    dist.destroy_process_group()
+    shutdown()  # a barrier, then destroy: no rank exits while a peer works
 
 
 if __name__ == "__main__":
