@@ -24,10 +24,9 @@ def shutdown():
     dist.destroy_process_group()
 
 
-def packed_rows(samples, idx_rows, pack_len, vocab, seed=0):
-    """Packing's data: the batch's samples concatenated in order and cut into rows of
-    pack_len; rows [r0, r1) of it. Next-token labels within each row."""
-    toks = torch.cat([models.tokens_of(samples, i, vocab, seed) for i in range(len(samples))])
+def packed_rows(toks, idx_rows, pack_len):
+    """Packing's data: rows [r0, r1) of the batch's tokens `toks` (its samples concatenated
+    in order) cut into rows of pack_len. Next-token labels within each row."""
     r0, r1 = idx_rows
     ids = torch.zeros(r1 - r0, pack_len, dtype=torch.long)
     labels = torch.full((r1 - r0, pack_len), models.IGNORE, dtype=torch.long)
@@ -104,16 +103,28 @@ class PipelineTrainer:
         p = self._plan(lens)
         vocab = self.model.vocab
 
+        packing = self.method == "packing"
+        toks = torch.cat([models.tokens_of(samples, i, vocab) for i in range(len(samples))]) \
+            if packing else None  # the batch concatenated, once
+
         def build(mb):
             idx, pin, ptgt, rows = mb
             if self.t5:
                 return models.t5_batch(samples, idx, pin, ptgt, vocab)
-            if self.method == "packing":
-                return packed_rows(samples, rows, pin, vocab)
+            if packing:
+                return packed_rows(toks, rows, pin)
             return models.gpt_batch(samples, idx, pin, vocab)
 
-        data = [build(mb) for mb in p["mbs"][self.replica]]
-        norm = sum(int((build(mb)["labels"] != models.IGNORE).sum()) for mb in p["all"])
+        data = [build(mb) for mb in p["mbs"][self.replica]]  # this replica's only
+        # The batch's real predictions, from the lengths (what the labels hold): T5 each
+        # target token; GPT each token but a sample's last; packing each token but a row's last.
+        total = sum(a + b for a, b in lens)
+        if self.t5:
+            norm = sum(b for _, b in lens)
+        elif packing:
+            norm = total - p["all"][-1][3][1]  # rows in all: the last micro-batch's end row
+        else:
+            norm = total - len(lens)
         loss = self.exe.run(p["streams"][self.replica][self.stage_id], lambda j: data[j], norm)
         if self.groups:  # the replicas' gradients summed: the whole batch's
             for prm in self.stage.parameters():
