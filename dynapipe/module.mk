@@ -1,5 +1,5 @@
 # dynapipe/module.mk: DynaPipe, the micro-batch planner: libdynapipe.a (the unit tests and the
-# tool link it) and libdynapipe.so (the Python executor of the next issue loads it). Every
+# tool link it) and libdynapipe.so (the Python package, dynapipe/python, loads it). Every
 # dynapipe/src/*.c goes into both.
 DP_SRCS   := $(wildcard dynapipe/src/*.c)
 DP_OBJS   := $(DP_SRCS:%.c=$(BUILD)/obj/%.o)

@@ -244,7 +244,7 @@ typedef struct dp_partition {
 } dp_partition;
 void dp_partition_free(dp_partition *p);
 
-/* The exact DP of the design note for one recompute mode over samples already ordered
+/* The exact DP (docs/dynapipe.md) for one recompute mode over samples already ordered
  * (ordered[k] = the k-th sample). DP_EINFEASIBLE (naming the sample) when no partition fits. */
 dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc,
                           const dp_sample *ordered, size_t n, dp_partition *out);

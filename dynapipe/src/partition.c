@@ -1,4 +1,4 @@
-/* partition.c: the exact micro-batch DP of the design note. The ordered samples are cut into
+/* partition.c: the exact micro-batch DP (docs/dynapipe.md). The ordered samples are cut into
  * contiguous micro-batches minimising (S - 1) * T_max + f_T(N) / D, where f_T(n) =
  * min_i f_T(i) + c(i, n) over micro-batches [i, n) with c(i, n) <= T_max that fit the memory
  * limit, and c is the slowest stage's forward + backward time of the padded micro-batch.

@@ -433,8 +433,7 @@ int main(int argc, char **argv)
             break;
         case 'D':
             if (strcmp(optarg, "cpu") != 0)
-                return usage_err(
-                    "--device: only cpu is built (the CUDA backend is the next issue)");
+                return usage_err("--device: only cpu is built (there is no CUDA backend)");
             break;
         case 'n':
             o.net = optarg;

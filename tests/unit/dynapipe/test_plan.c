@@ -63,7 +63,7 @@ Test(plan, gpt_4_stages) { plan_all("gpt", 4, 1); }
 Test(plan, t5_4_stages_2_replicas) { plan_all("t5", 4, 2); }
 Test(plan, t5_8_stages) { plan_all("t5", 8, 1); }
 
-/* The goal of the issue on one batch: T5 on the mixture at least 2x packing's tokens/s. */
+/* On one batch: T5 on the mixture plans at least 2x packing's tokens/s. */
 Test(plan, t5_mixture_beats_packing_twice)
 {
     dp_cost_model *cm = dp_test_model("t5");

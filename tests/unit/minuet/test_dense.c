@@ -1,4 +1,4 @@
-/* test_dense.c: the dense-grid cross-check named in the design note. Small clouds inside a
+/* test_dense.c: the dense-grid cross-check of the convolution. Small clouds inside a
  * 12^3 box (negative coordinates included), one and two batches, are scattered into a
  * zero-filled dense grid; a plain dense 3-D convolution (a loop over every output site of
  * the box and every kernel offset, double accumulation, MinkowskiEngine's offset convention:
