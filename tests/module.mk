@@ -10,13 +10,14 @@ $(BUILD)/tests/unit/$(1)/$(2): $(BUILD)/obj/tests/unit/$(1)/$(2).o $$($(1)_TEST_
 endef
 $(foreach t,$(UNIT_SRCS),$(eval $(call unit_rule,$(word 3,$(subst /, ,$(t))),$(basename $(notdir $(t))))))
 
-$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit -Ishim-posix/include
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit
 
 # Fuzz targets: tests/fuzz/fuzz_<name>.c, each linked with the runtime (built by the
 # fuzz configuration of `make fuzz`, clang with coverage and sanitizers).
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(NCLS_LIB) $(RT_LIB)
+$(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/tools/%.o: CPPFLAGS += $(NCL_TEST_INC)
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(NCLS_LIB) $(NCLW_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
 	$(call step,LD,$@)$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(RT_LDLIBS)
 .PHONY: fuzz-bins
@@ -28,7 +29,7 @@ LINT_SRCS += $(UNIT_SRCS) $(FUZZ_SRCS) $(wildcard tests/fixtures/*.c)
 # client and the runtime (programs the integration tests drive).
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
-$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(NCL_LIB) $(RT_LIB)
+$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(NCL_LIB) $(NCLW_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
 	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS) $(LDLIBS_EXTRA)
 ALL_TARGETS += $(TOOL_BINS)

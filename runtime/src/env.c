@@ -318,16 +318,6 @@ static int parse_hostport_n(const char *s, size_t len, unsigned min_port, rt_hos
     return 0;
 }
 
-int rt_parse_hostport(const char *s, rt_hostport *out, rt_err *err)
-{
-    char buf[RT_HOST_MAX + 16];
-    long n = s ? trimmed(s, buf, sizeof buf) : -1;
-    if (n <= 0)
-        return rt_err_set(err, EINVAL, "%s; %s", n < 0 && s ? "too long" : "empty",
-                          hostport_accepted);
-    return parse_hostport_n(buf, (size_t)n, 1, out, err);
-}
-
 int rt_parse_listen_addr(const char *s, rt_hostport *out, rt_err *err)
 {
     char buf[RT_HOST_MAX + 16];
@@ -485,11 +475,4 @@ int rt_env_load(const rt_env_spec *specs, size_t n, rt_err *err)
                               from_default ? " (built-in default)" : "", v, e1.msg);
     }
     return 0;
-}
-
-void rt_env_describe(const rt_env_spec *specs, size_t n, int fd)
-{
-    for (size_t i = 0; i < n; i++)
-        dprintf(fd, "  %-24s %s (default: %s)\n", specs[i].name, specs[i].help ? specs[i].help : "",
-                specs[i].def ? specs[i].def : "unset");
 }

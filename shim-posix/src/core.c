@@ -29,7 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 #include "rt/env.h"
 #include "rt/log.h"
 #include "rt/stats.h"

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 #include "rt/log.h"
 
 static const char usage[] =

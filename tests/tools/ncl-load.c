@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 
 static volatile sig_atomic_t stop;
 static void on_term(int sig)

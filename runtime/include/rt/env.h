@@ -60,11 +60,10 @@ int rt_parse_duration(const char *s, uint64_t unit_ns, uint64_t min_ns, uint64_t
 int rt_parse_bool(const char *s, bool *out, rt_err *err);
 /* One of `names` (NULL-terminated), any case; *out = its index. */
 int rt_parse_enum(const char *s, const char *const *names, int *out, rt_err *err);
-/* "host:port" or "[v6addr]:port", port 1..65535. */
-int rt_parse_hostport(const char *s, rt_hostport *out, rt_err *err);
-/* As rt_parse_hostport, but port 0 (any free port) is allowed: for listen addresses. */
+/* "host:port" or "[v6addr]:port", port 0 (any free port) to 65535: for listen addresses. */
 int rt_parse_listen_addr(const char *s, rt_hostport *out, rt_err *err);
-/* Comma-separated host:port list of 1..max_n entries (max_n <= RT_HOSTS_MAX). */
+/* Comma-separated list of 1..max_n entries (max_n <= RT_HOSTS_MAX), each "host:port" or
+ * "[v6addr]:port" with port 1..65535. */
 int rt_parse_hostports(const char *s, size_t max_n, rt_hostports *out, rt_err *err);
 int rt_parse_path(const char *s, unsigned flags, char *out, size_t outlen, rt_err *err);
 /* Colon-separated list of paths, each checked with `flags`. */
@@ -101,8 +100,5 @@ typedef struct rt_env_spec {
  * bad one: returns -EINVAL with err->msg "NAME='value': why; accepted: ...". Defaults go
  * through the same parser, so a bad default is caught by the component's tests. */
 int rt_env_load(const rt_env_spec *specs, size_t n, rt_err *err);
-
-/* Write "NAME (default DEF): help" lines for --help texts. */
-void rt_env_describe(const rt_env_spec *specs, size_t n, int fd);
 
 #endif

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../../../runtime/ncl-server/store.h"
+#include "store.h"
 
 /* Encode records first..first+n-1 of `len` bytes each for file (1, ino). */
 static unsigned char *batch(uint64_t first, uint32_t n, uint32_t len, uint64_t ino, size_t *out)

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../../shim-posix/src/core.h"
+#include "core.h"
 #include "tpeers.h"
 
 static tpeer peers[3];

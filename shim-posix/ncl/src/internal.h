@@ -1,8 +1,8 @@
-/* ncl_internal.h: what the NCL client's files share beyond ncl.h (open and recovery). */
+/* internal.h: what the NCL client's files share beyond ncl/client.h (open and recovery). */
 #ifndef NCL_INTERNAL_H
 #define NCL_INTERNAL_H
 
-#include "ncl.h"
+#include "ncl/client.h"
 
 /* One peer as seen by a one-shot procedure (open, recovery): its connection and its
  * answer to HELLO. */

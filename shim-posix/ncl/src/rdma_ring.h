@@ -1,4 +1,4 @@
-/* ncl_rdma_ring.h: internal to the rdma NCL transport: the ring arithmetic (pure C, no verbs),
+/* rdma_ring.h: internal to the rdma NCL transport: the ring arithmetic (pure C, no verbs),
  * the verbs-operations table a stream runs over, and the connection hello codec.
  *
  * Each direction of a connection is one ring of `size` bytes (a power of two) registered by
@@ -28,7 +28,7 @@
 #include <sys/uio.h>
 
 #include "rt/err.h"
-#include "rt/ncl_transport.h"
+#include "ncl/transport.h"
 
 #define NCL_RING_MIN_SIZE ((size_t)64)
 #define NCL_RING_MAX_SIZE ((size_t)1 << 30)
@@ -128,7 +128,7 @@ int ncl_rdma_hello_decode(const void *data, size_t len, ncl_rdma_hello *h, rt_er
 
 /* ---- the verbs-operations table ------------------------------------------------------ */
 
-/* What a stream needs from RDMA. Two implementations: rdma-core (ncl_rdma.c) and the
+/* What a stream needs from RDMA. Two implementations: rdma-core (rdma.c) and the
  * in-memory twin (tests/fixtures/rdma_twin.c). -EAGAIN from write/write_word means "no room
  * now (send queue or peer's receive queue full); a completion will make fd() readable". */
 typedef struct ncl_rdma_ops {

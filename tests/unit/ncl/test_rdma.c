@@ -1,4 +1,4 @@
-/* test_ncl_rdma.c: the rdma NCL transport: ring arithmetic, streams over the in-memory twin
+/* test_rdma.c: the rdma NCL transport: ring arithmetic, streams over the in-memory twin
  * of the verbs (bulk transfer, flow control, wake-ups, disconnects, protocol checks), and
  * the real rdma-core backend's behaviour on a machine without an RDMA device.
  *
@@ -13,9 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../../runtime/src/ncl_rdma_ring.h"
-#include "../../fixtures/rdma_twin.h"
-#include "rt/ncl_transport.h"
+#include "rdma_ring.h"
+#include "rdma_twin.h"
+#include "ncl/transport.h"
 
 /* The byte at stream position i of a stream seeded `seed`: no short period, so a byte
  * landing at the wrong ring offset or in the wrong order shows. */

@@ -1,7 +1,7 @@
 /* test_quorum.c: majority arithmetic and the longest gap-free prefix (pure functions). */
 #include <criterion/criterion.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 
 Test(quorum, majority_of_1_3_5)
 {

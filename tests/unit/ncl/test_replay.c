@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 
 static char dir[64];
 

@@ -1,4 +1,4 @@
-/* rt/ncl_transport.h: how NCL frames travel: a reliable, ordered, non-blocking byte stream
+/* ncl/transport.h: how NCL frames travel: a reliable, ordered, non-blocking byte stream
  * between a client and a peer, behind one small interface with two backends.
  *
  *   tcp   sockets with TCP_NODELAY (default; works everywhere)

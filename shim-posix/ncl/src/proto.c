@@ -1,5 +1,5 @@
-/* ncl_proto.c: encoding and validation of near-compute-log frames and records. */
-#include "rt/ncl_proto.h"
+/* proto.c: encoding and validation of near-compute-log frames and records. */
+#include "ncl/proto.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* ncl_recover.c: NCL recovery: fence the old incarnation, read a majority, select the
+/* recover.c: NCL recovery: fence the old incarnation, read a majority, select the
  * longest gap-free prefix.
  *
  * Why the prefix holds every acknowledged record. A commit of seq s was acknowledged when a
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ncl_internal.h"
+#include "internal.h"
 
 /* ---- prefix selection (pure) --------------------------------------------------------- */
 

@@ -1,10 +1,10 @@
-/* test_ncl_proto.c: NCL frame and record codec: round trips and every malformed case. */
+/* test_proto.c: NCL frame and record codec: round trips and every malformed case. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rt/ncl_proto.h"
+#include "ncl/proto.h"
 
 static size_t make_frame(unsigned char *out, uint8_t type, uint64_t req, const void *pay,
                          size_t len)

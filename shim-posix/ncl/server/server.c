@@ -661,6 +661,4 @@ int ncl_server_conn_feed(ncl_server *sv, ncl_conn *c, const void *data, size_t l
     return 0;
 }
 
-void ncl_server_conn_free(ncl_server *sv, ncl_conn *c) { conn_free(sv, c, NULL); }
-
 const ncl_store *ncl_server_store(const ncl_server *sv) { return &sv->st; }

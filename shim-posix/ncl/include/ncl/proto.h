@@ -1,4 +1,4 @@
-/* rt/ncl_proto.h: the near-compute log's wire format, shared by ncl-server and the client.
+/* ncl/proto.h: the near-compute log's wire format, shared by ncl-server and the client.
  *
  * Every message is a frame: a 24-byte header, then `len` payload bytes. All integers are
  * little-endian. The CRC-32C covers the header (with its crc field zero) and the payload.

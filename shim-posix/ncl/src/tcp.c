@@ -1,4 +1,4 @@
-/* ncl_tcp.c: the TCP backend of the NCL transport: non-blocking sockets, TCP_NODELAY. */
+/* tcp.c: the TCP backend of the NCL transport: non-blocking sockets, TCP_NODELAY. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,7 +12,7 @@
 
 #include <arpa/inet.h>
 
-#include "rt/ncl_transport.h"
+#include "ncl/transport.h"
 #include "rt/net.h"
 
 struct ncl_stream {

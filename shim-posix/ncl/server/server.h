@@ -6,7 +6,7 @@
 
 #include "rt/err.h"
 #include "rt/log.h"
-#include "rt/ncl_transport.h"
+#include "ncl/transport.h"
 #include "store.h"
 
 typedef struct ncl_server_opts {
@@ -35,7 +35,6 @@ typedef struct conn ncl_conn;
 ncl_server *ncl_server_detached(const ncl_server_opts *o, rt_logger *lg);
 ncl_conn *ncl_server_conn_new(ncl_server *sv);
 int ncl_server_conn_feed(ncl_server *sv, ncl_conn *c, const void *data, size_t len, rt_err *err);
-void ncl_server_conn_free(ncl_server *sv, ncl_conn *c);
 const ncl_store *ncl_server_store(const ncl_server *sv);
 
 #endif

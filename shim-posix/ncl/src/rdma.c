@@ -1,4 +1,4 @@
-/* ncl_rdma.c: the rdma backend of the NCL transport: a ring stream over a verbs-operations
+/* rdma.c: the rdma backend of the NCL transport: a ring stream over a verbs-operations
  * table, and that table over rdma-core (libibverbs + librdmacm, loaded with dlopen at first
  * use so that nothing linking the runtime needs rdma-core installed to start).
  *
@@ -30,8 +30,8 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
-#include "ncl_rdma_ring.h"
-#include "rt/ncl_transport.h"
+#include "rdma_ring.h"
+#include "ncl/transport.h"
 #include "rt/net.h"
 
 /* ==== 1. the stream over an ops table ================================================== */

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 
 typedef struct open_file {
     char *path;

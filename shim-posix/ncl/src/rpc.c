@@ -1,10 +1,10 @@
-/* ncl_rpc.c: the NCL client's configuration and its blocking one-request helper. */
+/* rpc.c: the NCL client's configuration and its blocking one-request helper. */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ncl.h"
+#include "ncl/client.h"
 
 void ncl_config_default(ncl_config *cfg)
 {

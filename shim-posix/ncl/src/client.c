@@ -1,4 +1,4 @@
-/* ncl_client.c: the near-compute-log client session: replicated log, group commit,
+/* client.c: the near-compute-log client session: replicated log, group commit,
  * background catch-up of peers.
  *
  * Sections: the log, frames and queues, peers (sync, send, replies), the quorum, the I/O
@@ -41,7 +41,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "ncl_internal.h"
+#include "internal.h"
 
 #define BATCH_MAX              (1u << 20)     /* bytes of records in one APPEND frame */
 #define WINDOW_BYTES           (8u << 20)     /* bytes in flight to one peer */
@@ -1303,14 +1303,6 @@ uint64_t ncl_next_seq(ncl_client *c)
 {
     pthread_mutex_lock(&c->mu);
     uint64_t v = c->next;
-    pthread_mutex_unlock(&c->mu);
-    return v;
-}
-
-uint64_t ncl_start_seq(ncl_client *c)
-{
-    pthread_mutex_lock(&c->mu);
-    uint64_t v = c->start;
     pthread_mutex_unlock(&c->mu);
     return v;
 }

@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "rt/err.h"
-#include "rt/ncl_proto.h"
+#include "ncl/proto.h"
 
 #define NCL_REC_OVERHEAD 32  /* bytes charged per record beyond its encoding (header, malloc) */
 #define NCL_LOG_OVERHEAD 256 /* bytes charged per client log */

@@ -1,7 +1,7 @@
-/* ncl_rdma_ring.c: ring arithmetic of the rdma NCL transport (no verbs): sender planning with
+/* rdma_ring.c: ring arithmetic of the rdma NCL transport (no verbs): sender planning with
  * wrap-around, receiver copy-out and its publish rule, immediates, the connection hello.
  * The protocol and its invariants are described in ncl_rdma_ring.h and runtime/RDMA.md. */
-#include "ncl_rdma_ring.h"
+#include "rdma_ring.h"
 
 #include <endian.h>
 #include <errno.h>

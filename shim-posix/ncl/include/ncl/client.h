@@ -1,4 +1,4 @@
-/* ncl.h: the near-compute log client: a log replicated into the memory of peer nodes
+/* ncl/client.h: the near-compute log client: a log replicated into the memory of peer nodes
  * (ncl-server), committed when a majority holds it. Used by libsplitft and the splitft
  * command.
  *
@@ -23,8 +23,8 @@
 
 #include "rt/env.h"
 #include "rt/err.h"
-#include "rt/ncl_proto.h"
-#include "rt/ncl_transport.h"
+#include "ncl/proto.h"
+#include "ncl/transport.h"
 #include "rt/stats.h"
 
 typedef struct ncl_config {
@@ -82,10 +82,9 @@ int ncl_trim(ncl_client *c, uint64_t new_start, rt_err *err);
  * unlinked); returns once a majority did. */
 int ncl_trim_file(ncl_client *c, uint64_t dev, uint64_t ino, uint64_t below, rt_err *err);
 
-/* The next sequence number to be assigned, the first untrimmed one, and the bytes the
- * client holds for untrimmed records (for a high-water mark). */
+/* The next sequence number to be assigned, and the bytes the client holds for untrimmed
+ * records (for a high-water mark). */
 uint64_t ncl_next_seq(ncl_client *c);
-uint64_t ncl_start_seq(ncl_client *c);
 uint64_t ncl_client_log_bytes(ncl_client *c);
 
 typedef struct ncl_peer_info {
