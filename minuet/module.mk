@@ -28,6 +28,9 @@ LINT_SRCS   += $(MN_SRCS)
 minuet_TEST_DEPS   := $(MN_LIB) $(RT_LIB)
 minuet_TEST_LDLIBS := $(RT_LDLIBS) -lm
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Iminuet/include
+# The unit tests also reach the library's internal headers (internal.h, keys.h) and share
+# tests/unit/minuet/mn_test.h.
+$(BUILD)/obj/tests/unit/minuet/%.o: CPPFLAGS += -Iminuet/src
 $(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: $(MN_LIB)
 $(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lm # libminuet after the runtime it uses
 

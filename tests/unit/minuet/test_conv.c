@@ -9,23 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "minuet.h"
-
-int mn_gemm_set_isa(const char *name); /* hidden in the .so; the tests link the .a */
+#define MN_TEST_SEED 88172645463325252ULL
+#include "mn_test.h"
 
 /* ---- fixtures ------------------------------------------------------------------------------ */
 
-static uint64_t rng = 88172645463325252ULL;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
-
-/* n unique random coordinates in [lo, lo+span)^3 on a grid of `grid`, batches 0..nb-1. */
-static mn_coords cloud(size_t n, int span, int lo, int grid, int nb)
+/* n unique random coordinates in [lo, lo+span)^3 on a grid of `grid`, batches 0..nb-1, each
+ * coordinate drawn on its own (a repeat is drawn again). */
+static mn_coords drawn_cloud(size_t n, int span, int lo, int grid, int nb)
 {
     mn_coords c = {malloc(n * 4 * sizeof(int32_t)), 0};
     while (c.n < n) {
@@ -45,35 +36,7 @@ static mn_coords cloud(size_t n, int span, int lo, int grid, int nb)
 
 /* n unique coordinates drawn from [0, span)^3 in batch 0 (a bitmap of the cells: fast for
  * the large clouds that make the parallel gather, GEMM and scatter run). */
-static mn_coords dense_cloud(size_t n, int span)
-{
-    size_t cells = (size_t)span * span * span;
-    cr_assert_leq(n, cells);
-    bool *used = calloc(cells, 1);
-    mn_coords c = {malloc(n * 4 * sizeof(int32_t)), 0};
-    while (c.n < n) {
-        size_t cell = rnd() % cells;
-        if (used[cell])
-            continue;
-        used[cell] = true;
-        int32_t *r = c.c + 4 * c.n++;
-        r[0] = 0;
-        r[1] = (int32_t)(cell / ((size_t)span * span));
-        r[2] = (int32_t)(cell / (size_t)span % (size_t)span);
-        r[3] = (int32_t)(cell % (size_t)span);
-    }
-    free(used);
-    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
-    return c;
-}
-
-static float *randf(size_t n)
-{
-    float *f = malloc(n * sizeof *f);
-    for (size_t i = 0; i < n; i++)
-        f[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
-    return f;
-}
+static mn_coords dense_cloud(size_t n, int span) { return cloud(n, span, 0, 1, 1); }
 
 static long find(const mn_coords *c, const int32_t *q)
 {
@@ -120,13 +83,6 @@ static double *oracle(const mn_coords *in, const float *f, int ci, const mn_coor
     return res;
 }
 
-static void close_to(const float *got, const double *want, size_t n, const char *what)
-{
-    for (size_t i = 0; i < n; i++)
-        cr_assert(fabs(got[i] - want[i]) <= 1e-4 * (1 + fabs(want[i])), "%s: [%zu] %g vs %g", what,
-                  i, (double)got[i], want[i]);
-}
-
 /* Build the map both ways, check they match, run the convolution, check against the oracle. */
 static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, int dil, int ci,
                   int co, const char *what)
@@ -136,14 +92,7 @@ static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, in
                  mn_last_error());
     cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, MN_HASH, 1, &mh), MN_OK, "%s",
                  mn_last_error());
-    cr_assert_eq(ms.total, mh.total, "%s", what);
-    for (int k = 0; k < ms.nk; k++) {
-        cr_assert_eq(ms.count[k], mh.count[k], "%s offset %d", what, k);
-        if (ms.count[k] == 0) /* empty offsets have no arrays */
-            continue;
-        cr_assert_eq(memcmp(ms.in[k], mh.in[k], ms.count[k] * 4), 0, "%s offset %d", what, k);
-        cr_assert_eq(memcmp(ms.out[k], mh.out[k], ms.count[k] * 4), 0, "%s offset %d", what, k);
-    }
+    same_kmaps(&ms, &mh, what);
     float *f = randf(in->n * (size_t)ci), *W = randf((size_t)ms.nk * ci * co);
     float *y = malloc(out->n * (size_t)co * sizeof *y),
           *y2 = malloc(out->n * (size_t)co * sizeof *y2);
@@ -172,14 +121,13 @@ static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, in
                              o2.tile_rows, o2.tile_channels);
             }
     /* Every GEMM kernel this CPU has: the same bits too. */
-    static const char *const kernels[] = {"avx512", "avx2", "generic"};
     const char *was = mn_cpu_kernel();
-    for (int q = 0; q < 3; q++)
-        for (int df = 0; df < 2 && mn_gemm_set_isa(kernels[q]) == 0; df++) {
+    for (int q = 0; q < MN_TEST_NKERNELS; q++)
+        for (int df = 0; df < 2 && mn_gemm_set_isa(mn_test_kernels[q]) == 0; df++) {
             mn_conv_opts o2 = {.threads = 2, .dataflow = df ? MN_FUSED : MN_GROUPED};
             cr_assert_eq(mn_conv(&ms, f, in->n, ci, W, NULL, co, y2, out->n, &o2), MN_OK);
             cr_assert_eq(memcmp(y, y2, out->n * (size_t)co * sizeof *y), 0, "%s: the %s kernel, %s",
-                         what, kernels[q], df ? "fused" : "grouped");
+                         what, mn_test_kernels[q], df ? "fused" : "grouped");
         }
     cr_assert_eq(mn_gemm_set_isa(was), 0);
     free(f);
@@ -193,7 +141,7 @@ static void check(const mn_coords *in, const mn_coords *out, int K, int t_in, in
 
 Test(conv, submanifold_k3_k5_many_channels)
 {
-    mn_coords c = cloud(400, 12, -6, 1, 1);
+    mn_coords c = drawn_cloud(400, 12, -6, 1, 1);
     int chans[][2] = {{1, 1}, {3, 16}, {16, 3}, {64, 96}};
     for (int i = 0; i < 4; i++)
         check(&c, &c, 3, 1, 1, chans[i][0], chans[i][1], "submanifold K=3");
@@ -215,7 +163,7 @@ Test(conv, large_cloud_runs_in_parallel)
 
 Test(conv, strided_k2_k3_and_dilation)
 {
-    mn_coords c = cloud(500, 16, -8, 1, 1), q;
+    mn_coords c = drawn_cloud(500, 16, -8, 1, 1), q;
     cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK);
     cr_assert_lt(q.n, c.n);
     for (size_t i = 0; i < q.n; i++)
@@ -235,7 +183,7 @@ Test(conv, strided_k2_k3_and_dilation)
 
 Test(conv, transposed_reuses_the_map)
 {
-    mn_coords c = cloud(300, 10, 0, 1, 1), q;
+    mn_coords c = drawn_cloud(300, 10, 0, 1, 1), q;
     cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK);
     mn_kmap m;
     cr_assert_eq(mn_kmap_build(&c, &q, 2, 1, 1, MN_SORT, 1, &m), MN_OK);
@@ -265,7 +213,7 @@ Test(conv, transposed_reuses_the_map)
 Test(conv, batches_never_mix)
 {
     /* Three clouds with the same spatial coordinates in batches 0, 1, 2. */
-    mn_coords one = cloud(150, 8, 0, 1, 1);
+    mn_coords one = drawn_cloud(150, 8, 0, 1, 1);
     mn_coords three = {malloc(one.n * 12 * sizeof(int32_t)), one.n * 3};
     for (int b = 0; b < 3; b++)
         for (size_t i = 0; i < one.n; i++) {
@@ -294,15 +242,6 @@ Test(conv, large_coordinates_use_wide_keys)
     cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
     check(&c, &c, 3, 1, 1, 2, 2, "wide keys");
     free(c.c);
-}
-
-static int cmp4(const void *a, const void *b)
-{
-    const int32_t *x = a, *y = b;
-    for (int f = 0; f < 4; f++)
-        if (x[f] != y[f])
-            return x[f] < y[f] ? -1 : 1;
-    return 0;
 }
 
 /* The radix sort against qsort, for key widths from one digit to most of 64 bits (so both
@@ -346,7 +285,7 @@ Test(conv, bad_input)
     memcpy(d.c, rows, sizeof rows);
     cr_assert_eq(mn_sort(&d, NULL), MN_EDUP);
     cr_assert(strstr(mn_last_error(), "duplicate coordinate (0, 1, 2, 3)"), "%s", mn_last_error());
-    mn_coords c = cloud(50, 6, 0, 1, 1);
+    mn_coords c = drawn_cloud(50, 6, 0, 1, 1);
     mn_kmap m;
     mn_coords empty = {c.c, 0};
     cr_assert_eq(mn_kmap_build(&empty, &c, 3, 1, 1, MN_SORT, 1, &m), MN_EEMPTY);
@@ -416,7 +355,7 @@ static float *net_run(mn_net *net, const mn_coords *c, const float *f, mn_method
 Test(net, resnet21_unet42_shapes_and_equivariance)
 {
     static const int widths[5] = {8, 16, 16, 24, 32};
-    mn_coords c = cloud(3000, 40, 0, 1, 2);
+    mn_coords c = drawn_cloud(3000, 40, 0, 1, 2);
     float *f = randf(c.n * 3);
     for (int kind = 0; kind < 2; kind++) {
         mn_net *net;
@@ -487,7 +426,7 @@ Test(net, bad_input)
     cr_assert(strstr(mn_last_error(), "width 0"), "%s", mn_last_error());
     widths[2] = 16;
     cr_assert_eq(mn_net_create(MN_UNET42, 3, widths, 1, &net), MN_OK);
-    mn_coords c = cloud(200, 10, 0, 1, 1);
+    mn_coords c = drawn_cloud(200, 10, 0, 1, 1);
     float *f = randf(c.n * 3), *y;
     size_t n;
     int ch;
@@ -592,7 +531,7 @@ Test(conv, unsorted_rows_give_the_same_bits)
 
 Test(conv, row_orders_must_be_permutations)
 {
-    mn_coords c = cloud(200, 8, 0, 1, 1);
+    mn_coords c = drawn_cloud(200, 8, 0, 1, 1);
     mn_kmap m;
     cr_assert_eq(mn_kmap_build(&c, &c, 3, 1, 1, MN_SORT, 1, &m), MN_OK);
     float *f = randf(c.n * 2), *W = randf((size_t)m.nk * 4), *y = malloc(c.n * 2 * sizeof *y);

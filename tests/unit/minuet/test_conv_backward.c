@@ -10,19 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "minuet.h"
-
-int mn_gemm_set_isa(const char *name); /* hidden in the .so; the tests link the .a */
-
-static float *randf(size_t n, uint64_t seed)
-{
-    float *f = malloc((n ? n : 1) * sizeof *f);
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        f[i] = (float)((double)(seed >> 40) / (double)(1 << 24) - 0.5);
-    }
-    return f;
-}
+#include "mn_test.h"
 
 /* Voxels of a synthetic scene; with two batches, the second a shifted copy. */
 static mn_coords scene(size_t points, double voxel, int batches)
@@ -48,13 +36,6 @@ static mn_coords scene(size_t points, double voxel, int batches)
     return c;
 }
 
-static void close_to(const float *got, const double *want, size_t n, const char *what)
-{
-    for (size_t i = 0; i < n; i++)
-        cr_assert(fabs(got[i] - want[i]) <= 1e-4 * (1 + fabs(want[i])), "%s: [%zu] %g vs %g", what,
-                  i, (double)got[i], want[i]);
-}
-
 /* One layer: map in -> out (or its transpose), oracle gradients, then the library's. */
 static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int ci, int co,
                   const char *what)
@@ -63,7 +44,8 @@ static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int
     cr_assert_eq(mn_kmap_build(tr ? out : in, tr ? in : out, K, 1, 1, MN_SORT, 2, &map), MN_OK,
                  "%s", mn_last_error());
     size_t ni = in->n, no = out->n, nw = (size_t)map.nk * (size_t)ci * (size_t)co;
-    float *x = randf(ni * (size_t)ci, 1), *W = randf(nw, 2), *g = randf(no * (size_t)co, 3);
+    float *x = randf_seeded(ni * (size_t)ci, 1), *W = randf_seeded(nw, 2),
+          *g = randf_seeded(no * (size_t)co, 3);
     double *wi = calloc(ni * (size_t)ci, sizeof *wi), *ww = calloc(nw, sizeof *ww),
            *wb = calloc((size_t)co, sizeof *wb);
     for (int k = 0; k < map.nk; k++)
@@ -117,17 +99,16 @@ static void check(const mn_coords *in, const mn_coords *out, int K, bool tr, int
                          "%s: d_W bits, threshold %g, %d threads", what, thr[t], th);
         }
     /* Every GEMM kernel this CPU has: the same bits too (no BLAS anywhere). */
-    static const char *const kernels[] = {"avx512", "avx2", "generic"};
     const char *was = mn_cpu_kernel();
-    for (int q = 0; q < 3; q++) {
-        if (mn_gemm_set_isa(kernels[q]) != 0)
+    for (int q = 0; q < MN_TEST_NKERNELS; q++) {
+        if (mn_gemm_set_isa(mn_test_kernels[q]) != 0)
             continue;
         mn_conv_opts o2 = {.threads = 2, .transposed = tr};
         cr_assert_eq(mn_conv_backward(&map, x, ni, ci, W, co, g, no, di2, dw2, NULL, &o2), MN_OK);
         cr_assert_eq(memcmp(di, di2, ni * (size_t)ci * sizeof *di), 0,
-                     "%s: d_in bits, the %s kernel", what, kernels[q]);
+                     "%s: d_in bits, the %s kernel", what, mn_test_kernels[q]);
         cr_assert_eq(memcmp(dw, dw2, nw * sizeof *dw), 0, "%s: d_W bits, the %s kernel", what,
-                     kernels[q]);
+                     mn_test_kernels[q]);
     }
     cr_assert_eq(mn_gemm_set_isa(was), 0);
     free(x);
@@ -172,7 +153,8 @@ Test(backward, bad_input)
     mn_kmap map;
     cr_assert_eq(mn_kmap_build(&c, &c, 3, 1, 1, MN_SORT, 1, &map), MN_OK);
     size_t n = c.n;
-    float *x = randf(n * 2, 1), *W = randf((size_t)27 * 2 * 3, 2), *g = randf(n * 3, 3);
+    float *x = randf_seeded(n * 2, 1), *W = randf_seeded((size_t)27 * 2 * 3, 2),
+          *g = randf_seeded(n * 3, 3);
     float *di = malloc(n * 2 * sizeof *di), *dw = malloc((size_t)27 * 6 * sizeof *dw);
     cr_assert_eq(mn_conv_backward(&map, x, n, 2, W, 3, NULL, n, di, dw, NULL, NULL), MN_EINVAL);
     cr_assert_eq(mn_conv_backward(&map, x, n, 2, NULL, 3, g, n, di, NULL, NULL, NULL), MN_EINVAL);

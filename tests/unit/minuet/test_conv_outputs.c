@@ -7,25 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "minuet.h"
-
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
-
-static int lex4(const void *pa, const void *pb)
-{
-    const int32_t *a = pa, *b = pb;
-    for (int i = 0; i < 4; i++)
-        if (a[i] != b[i])
-            return a[i] < b[i] ? -1 : 1;
-    return 0;
-}
+#include "mn_test.h"
 
 /* Every (b, o) with o*s - p + k*d an input site for some k, 0 <= o < shape: sorted, unique. */
 static size_t brute(const mn_coords *in, int K, int s, int p, int d, const int shape[3],
@@ -49,10 +31,10 @@ static size_t brute(const mn_coords *in, int K, int s, int p, int d, const int s
                         memcpy(r + 1, o, sizeof o);
                     }
                 }
-    qsort(c, n, 4 * sizeof *c, lex4);
+    qsort(c, n, 4 * sizeof *c, cmp4);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (!m || lex4(c + 4 * (m - 1), c + 4 * i) != 0)
+        if (!m || cmp4(c + 4 * (m - 1), c + 4 * i) != 0)
             memmove(c + 4 * m++, c + 4 * i, 4 * sizeof *c);
     *out = c;
     return m;

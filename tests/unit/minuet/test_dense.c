@@ -13,19 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "minuet.h"
+#include "mn_test.h"
 
 /* The box [LO, LO + BOX)^3, LO a multiple of 4 so the strided lattices (2, 4) start on it. */
 enum { BOX = 12, PAD = 4, G = BOX + 2 * PAD, LO = -8 };
-
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
 
 /* Cell index of (b, x, y, z) in a [nb][G][G][G] grid; coordinates are box-relative plus PAD. */
 static size_t cell(int b, int x, int y, int z)
@@ -37,35 +28,7 @@ static size_t cell(int b, int x, int y, int z)
 }
 
 /* n distinct voxels of [LO, LO + BOX)^3 in batches 0..nb-1, sorted by mn_sort. */
-static mn_coords cloud(size_t n, int nb)
-{
-    size_t side = BOX, cells = (size_t)nb * side * side * side;
-    cr_assert_leq(n, cells);
-    bool *used = calloc(cells, 1);
-    mn_coords c = {malloc(n * 4 * sizeof(int32_t)), 0};
-    while (c.n < n) {
-        size_t r = rnd() % cells;
-        if (used[r])
-            continue;
-        used[r] = true;
-        int32_t *row = c.c + 4 * c.n++;
-        row[0] = (int32_t)(r / (side * side * side));
-        row[1] = LO + (int32_t)(r / (side * side) % side);
-        row[2] = LO + (int32_t)(r / side % side);
-        row[3] = LO + (int32_t)(r % side);
-    }
-    free(used);
-    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
-    return c;
-}
-
-static float *randf(size_t n)
-{
-    float *f = calloc(n ? n : 1, sizeof *f); /* calloc: the analyzer cannot see every element set */
-    for (size_t i = 0; i < n; i++)
-        f[i] = (float)((int)(rnd() % 2001) - 1000) / 1000.0f;
-    return f;
-}
+static mn_coords box_cloud(size_t n, int nb) { return cloud(n, BOX, LO, 1, nb); }
 
 /* The features of the rows of co, scattered into a zero-filled dense grid [nb][G^3][c]. */
 static double *densify(const mn_coords *co, const float *f, int c, int nb)
@@ -197,7 +160,7 @@ static void check_forward(const mn_coords *in, const mn_coords *out, int nb, int
 Test(dense, submanifold_k3_k5)
 {
     for (int nb = 1; nb <= 2; nb++) {
-        mn_coords c = cloud(300 * (size_t)nb, nb);
+        mn_coords c = box_cloud(300 * (size_t)nb, nb);
         check_forward(&c, &c, nb, 3, 1, 1, 1, nb == 1 ? "submanifold K=3" : "K=3, 2 batches");
         check_forward(&c, &c, nb, 5, 1, 1, 1, nb == 1 ? "submanifold K=5" : "K=5, 2 batches");
         free(c.c);
@@ -207,7 +170,7 @@ Test(dense, submanifold_k3_k5)
 Test(dense, dilation_2)
 {
     for (int nb = 1; nb <= 2; nb++) {
-        mn_coords c = cloud(400, nb);
+        mn_coords c = box_cloud(400, nb);
         check_forward(&c, &c, nb, 3, 1, 2, 1, "dilation 2");
         free(c.c);
     }
@@ -218,7 +181,7 @@ Test(dense, dilation_2)
 Test(dense, strided_k2_k3)
 {
     for (int nb = 1; nb <= 2; nb++) {
-        mn_coords c = cloud(350, nb), q, q2;
+        mn_coords c = box_cloud(350, nb), q, q2;
         cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK, "%s", mn_last_error());
         mn_coords dq = dense_downsample(&c, nb, 2);
         cr_assert_eq(q.n, dq.n, "strided outputs: %zu, dense grid %zu", q.n, dq.n);
@@ -243,7 +206,7 @@ Test(dense, strided_k2_k3)
 Test(dense, transposed_k2)
 {
     for (int nb = 1; nb <= 2; nb++) {
-        mn_coords c = cloud(300, nb), q;
+        mn_coords c = box_cloud(300, nb), q;
         cr_assert_eq(mn_downsample(&c, 1, 2, &q), MN_OK, "%s", mn_last_error());
         int ci = 3, co = 2;
         float *f = randf(q.n * (size_t)ci), *W = randf((size_t)8 * ci * co);

@@ -10,24 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "minuet.h"
-
-/* Hidden in libminuet.so, reachable from the static library the tests link. */
-void mn_gemm(size_t m, const float *A, const int32_t *ai, const float *W, int c_in, int c_out,
-             float *C, const int32_t *ci, bool add);
-int mn_gemm_set_isa(const char *name);
-
-static const char *const kernels[] = {"avx512", "avx2", "generic"};
-
-static float *randf(size_t n, uint64_t seed)
-{
-    float *f = malloc((n ? n : 1) * sizeof *f);
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        f[i] = (float)((double)(seed >> 40) / (double)(1 << 24) - 0.5);
-    }
-    return f;
-}
+#include "internal.h"
+#include "mn_test.h"
 
 /* The documented chain, one element at a time. */
 static void chain(size_t m, const float *A, const int32_t *ai, const float *W, int ci, int co,
@@ -49,7 +33,7 @@ Test(gemm, the_chain_is_the_product_to_float32_rounding)
 {
     int ci = 200, co = 37;
     size_t m = 9;
-    float *A = randf(m * (size_t)ci, 1), *W = randf((size_t)ci * (size_t)co, 2);
+    float *A = randf_seeded(m * (size_t)ci, 1), *W = randf_seeded((size_t)ci * (size_t)co, 2);
     float *C = malloc(m * (size_t)co * sizeof *C);
     chain(m, A, NULL, W, ci, co, C, NULL, false);
     for (size_t r = 0; r < m; r++)
@@ -75,9 +59,9 @@ Test(gemm, the_chain_is_the_product_to_float32_rounding)
 static void one_shape(size_t m, int ci, int co)
 {
     size_t n_in = m + 7, n_out = m + m / 3 + 2, no = n_out * (size_t)co;
-    float *A = randf(n_in * (size_t)ci, 3 + m),
-          *W = randf((size_t)ci * (size_t)co, 4 + (uint64_t)co);
-    float *base = randf(no, 5);
+    float *A = randf_seeded(n_in * (size_t)ci, 3 + m),
+          *W = randf_seeded((size_t)ci * (size_t)co, 4 + (uint64_t)co);
+    float *base = randf_seeded(no, 5);
     float *got = malloc(no * sizeof *got), *want = malloc(no * sizeof *want);
     int32_t *ai = malloc((m ? m : 1) * sizeof *ai), *oi = malloc((m ? m : 1) * sizeof *oi);
     for (size_t r = 0; r < m; r++) {
@@ -88,8 +72,8 @@ static void one_shape(size_t m, int ci, int co)
         bool idx = v & 1, add = v & 2;
         memcpy(want, base, no * sizeof *want);
         chain(m, A, idx ? ai : NULL, W, ci, co, want, idx ? oi : NULL, add);
-        for (int q = 0; q < 3; q++) {
-            if (mn_gemm_set_isa(kernels[q]) != 0)
+        for (int q = 0; q < MN_TEST_NKERNELS; q++) {
+            if (mn_gemm_set_isa(mn_test_kernels[q]) != 0)
                 continue; /* this CPU lacks it */
             memcpy(got, base, no * sizeof *got);
             mn_gemm(m, A, idx ? ai : NULL, W, ci, co, got, idx ? oi : NULL, add);
@@ -101,7 +85,7 @@ static void one_shape(size_t m, int ci, int co)
                     cr_assert_fail(
                         "%s kernel, m %zu, %d -> %d channels, %s, %s: element [%zu, %zu] "
                         "is %.9g, the chain gives %.9g",
-                        kernels[q], m, ci, co, idx ? "indexed" : "contiguous",
+                        mn_test_kernels[q], m, ci, co, idx ? "indexed" : "contiguous",
                         add ? "added" : "stored", i / (size_t)co, i % (size_t)co, (double)got[i],
                         (double)want[i]);
             }
@@ -122,8 +106,8 @@ Test(gemm, every_kernel_gives_the_chain_bits, .timeout = 300)
                                 47, 48, 49, 64, 65, 80, 96, 97, 128, 130, 256};
     static const size_t rows[] = {0, 1, 5, 6, 7, 13, 14, 29};
     int ran = 0;
-    for (int q = 0; q < 3; q++)
-        ran += mn_gemm_set_isa(kernels[q]) == 0;
+    for (int q = 0; q < MN_TEST_NKERNELS; q++)
+        ran += mn_gemm_set_isa(mn_test_kernels[q]) == 0;
     cr_assert_geq(ran, 1, "the portable kernel at least");
     size_t nc = sizeof chans / sizeof chans[0], nr = sizeof rows / sizeof rows[0];
     for (size_t a = 0; a < nc; a++)

@@ -5,45 +5,14 @@
  * one to three batches, K = 1, 3, 5 and 7, dilation 2 and tensor stride 2, 1 to 3 threads,
  * 128-bit keys, and input and output passed as distinct copies of the same rows. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../minuet/src/internal.h"
-#include "../../../minuet/src/keys.h"
-#include "minuet.h"
-
-static uint64_t rng = 0x2545f4914f6cdd1dULL;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
-
-/* n distinct coordinates in [lo, lo + span)^3 on a lattice of `grid`, batches 0..nb-1 (a
- * bitmap of the cells), sorted. */
-static mn_coords cloud(size_t n, int span, int lo, int grid, int nb)
-{
-    size_t side = (size_t)span, cells = (size_t)nb * side * side * side;
-    cr_assert_leq(n, cells);
-    bool *used = calloc(cells, 1);
-    mn_coords c = {malloc(n * 16), 0};
-    while (c.n < n) {
-        size_t r = rnd() % cells;
-        if (used[r])
-            continue;
-        used[r] = true;
-        int32_t *row = c.c + 4 * c.n++;
-        row[0] = (int32_t)(r / (side * side * side));
-        row[1] = lo + (int32_t)(r / (side * side) % side) * grid;
-        row[2] = lo + (int32_t)(r / side % side) * grid;
-        row[3] = lo + (int32_t)(r % side) * grid;
-    }
-    free(used);
-    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
-    return c;
-}
+#include "internal.h"
+#include "keys.h"
+#define MN_TEST_SEED 0x2545f4914f6cdd1dULL
+#include "mn_test.h"
 
 /* The map built with and without the shortcut: identical, offset by offset. */
 static void same_maps(const mn_coords *in, const mn_coords *out, int K, int t_in, int dil,
@@ -56,26 +25,12 @@ static void same_maps(const mn_coords *in, const mn_coords *out, int K, int t_in
     mn_kmap_symmetric(true);
     cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, m, threads, &sym), MN_OK, "%s",
                  mn_last_error());
-    cr_assert_eq(full.nk, sym.nk);
-    cr_assert_eq(full.total, sym.total, "%s K=%d %s %d threads: %zu pairs, shortcut %zu", what, K,
-                 m == MN_SORT ? "sort" : "hash", threads, full.total, sym.total);
+    char ctx[160];
+    snprintf(ctx, sizeof ctx, "%s K=%d %s %d threads, full search and shortcut", what, K,
+             m == MN_SORT ? "sort" : "hash", threads);
+    same_kmaps(&full, &sym, ctx);
     if (K > 1) /* not a map of the centre offset alone */
         cr_assert_gt(full.total, in->n, "%s: only the centre matched", what);
-    for (int k = 0; k < full.nk; k++) {
-        cr_assert_eq(full.count[k], sym.count[k], "%s K=%d %s %d threads: offset %d: %zu, %zu",
-                     what, K, m == MN_SORT ? "sort" : "hash", threads, k, full.count[k],
-                     sym.count[k]);
-        if (full.count[k] == 0) {
-            cr_assert(!sym.in[k] && !sym.out[k], "%s offset %d: arrays for no pairs", what, k);
-            continue;
-        }
-        cr_assert_eq(memcmp(full.in[k], sym.in[k], full.count[k] * 4), 0,
-                     "%s K=%d %s %d threads: offset %d inputs differ", what, K,
-                     m == MN_SORT ? "sort" : "hash", threads, k);
-        cr_assert_eq(memcmp(full.out[k], sym.out[k], full.count[k] * 4), 0,
-                     "%s K=%d %s %d threads: offset %d outputs differ", what, K,
-                     m == MN_SORT ? "sort" : "hash", threads, k);
-    }
     /* The shortcut ran exactly where it applies (same rows in and out, odd K): its maps, and
      * only its, share arrays: the identity offset one for inputs and outputs, each offset
      * above the centre its twin's, swapped. */
@@ -192,15 +147,9 @@ Test(kmap_sym, copies_and_wide_keys)
                 mn_kmap_symmetric(sym);
                 cr_assert_eq(mn_kmap_build(&nw, &nw, K, 1, 1, (mn_method)m, 2, &a), MN_OK);
                 cr_assert_eq(mn_kmap_build(&wd, &wd, K, 1, 1, (mn_method)m, 2, &b), MN_OK);
-                cr_assert_eq(a.total, b.total, "K=%d: %zu pairs close, %zu far apart", K, a.total,
-                             b.total);
-                for (int k = 0; k < a.nk; k++) {
-                    cr_assert_eq(a.count[k], b.count[k], "K=%d offset %d", K, k);
-                    if (a.count[k] == 0)
-                        continue;
-                    cr_assert_eq(memcmp(a.in[k], b.in[k], a.count[k] * 4), 0);
-                    cr_assert_eq(memcmp(a.out[k], b.out[k], a.count[k] * 4), 0);
-                }
+                char ctx[64];
+                snprintf(ctx, sizeof ctx, "K=%d, close and far apart", K);
+                same_kmaps(&a, &b, ctx);
                 mn_kmap_free(&a);
                 mn_kmap_free(&b);
             }

@@ -6,44 +6,13 @@
  * input and output sets, 1 to 3 threads, clouds from nearly empty to full (long runs of
  * inputs in z), more outputs than one block, and keys that fill all 64 bits. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../minuet/src/internal.h"
-#include "../../../minuet/src/keys.h"
-#include "minuet.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
-
-/* n distinct coordinates lo + grid * [0, span)^3 (span^3 cells, batches 0..nb-1), sorted. */
-static mn_coords cloud(size_t n, int span, int64_t lo, int grid, int nb)
-{
-    size_t side = (size_t)span, cells = (size_t)nb * side * side * side;
-    cr_assert_leq(n, cells);
-    bool *used = calloc(cells, 1);
-    mn_coords c = {malloc(n * 16), 0};
-    while (c.n < n) {
-        size_t r = rnd() % cells;
-        if (used[r])
-            continue;
-        used[r] = true;
-        int32_t *row = c.c + 4 * c.n++;
-        row[0] = (int32_t)(r / (side * side * side));
-        row[1] = (int32_t)(lo + (int64_t)(r / (side * side) % side) * grid);
-        row[2] = (int32_t)(lo + (int64_t)(r / side % side) * grid);
-        row[3] = (int32_t)(lo + (int64_t)(r % side) * grid);
-    }
-    free(used);
-    cr_assert_eq(mn_sort(&c, NULL), MN_OK, "%s", mn_last_error());
-    return c;
-}
+#include "internal.h"
+#include "keys.h"
+#include "mn_test.h"
 
 /* The sort-based map against the hash-based one, offset by offset. */
 static void same_as_hash(const mn_coords *in, const mn_coords *out, int K, int t_in, int dil,
@@ -54,23 +23,10 @@ static void same_as_hash(const mn_coords *in, const mn_coords *out, int K, int t
                  mn_last_error());
     cr_assert_eq(mn_kmap_build(in, out, K, t_in, dil, MN_HASH, 1, &mh), MN_OK, "%s",
                  mn_last_error());
-    cr_assert_eq(ms.nk, mh.nk);
-    cr_assert_eq(ms.total, mh.total, "%s K=%d t=%d d=%d %d threads: %zu pairs, hash %zu", what, K,
-                 t_in, dil, threads, ms.total, mh.total);
-    for (int k = 0; k < ms.nk; k++) {
-        cr_assert_eq(ms.count[k], mh.count[k], "%s K=%d t=%d d=%d %d threads: offset %d", what, K,
-                     t_in, dil, threads, k);
-        if (ms.count[k] == 0) {
-            cr_assert(!ms.in[k] && !ms.out[k], "%s offset %d: arrays for no pairs", what, k);
-            continue;
-        }
-        cr_assert_eq(memcmp(ms.in[k], mh.in[k], ms.count[k] * 4), 0,
-                     "%s K=%d t=%d d=%d %d threads: offset %d inputs differ", what, K, t_in, dil,
-                     threads, k);
-        cr_assert_eq(memcmp(ms.out[k], mh.out[k], ms.count[k] * 4), 0,
-                     "%s K=%d t=%d d=%d %d threads: offset %d outputs differ", what, K, t_in, dil,
-                     threads, k);
-    }
+    char ctx[160];
+    snprintf(ctx, sizeof ctx, "%s K=%d t=%d d=%d %d threads, sort and hash", what, K, t_in, dil,
+             threads);
+    same_kmaps(&ms, &mh, ctx);
     mn_kmap_free(&ms);
     mn_kmap_free(&mh);
 }

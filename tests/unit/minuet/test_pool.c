@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../../minuet/src/internal.h"
-#include "../../../minuet/src/keys.h"
+#include "internal.h"
+#include "keys.h"
 #include "minuet.h"
 
 typedef struct part {

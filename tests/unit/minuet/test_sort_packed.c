@@ -11,17 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../minuet/src/keys.h"
-#include "minuet.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint64_t rnd64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+#include "keys.h"
+#include "mn_test.h"
 
 /* A row and where it was, for the expected (stable) order. */
 typedef struct pos_row {

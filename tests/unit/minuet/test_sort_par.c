@@ -12,25 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "minuet.h"
-
-static uint64_t rng = 0x853c49e6748fea9bULL;
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
-}
-
-static int cmp4(const void *a, const void *b)
-{
-    const int32_t *x = a, *y = b;
-    for (int f = 0; f < 4; f++)
-        if (x[f] != y[f])
-            return x[f] < y[f] ? -1 : 1;
-    return 0;
-}
+#define MN_TEST_SEED 0x853c49e6748fea9bULL
+#include "mn_test.h"
 
 static void shuffle(int32_t *c, size_t n)
 {
