@@ -16,10 +16,10 @@ $(MN_LIB): $(MN_OBJS)
 	@mkdir -p $(@D)
 	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
-# No -Wl,-z,defs: the tree may be partial while the other minuet sources land.
+# -Wl,-z,defs: every symbol the .so needs is in it or in the libraries named here.
 $(MN_SO): $(MN_OBJS) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(MN_LDLIBS) $(RT_LDLIBS)
 
 ALL_TARGETS += $(MN_LIB) $(MN_SO)
 LINT_SRCS   += $(MN_SRCS)
