@@ -4,7 +4,7 @@
  *
  * Sections:
  *   configuration      ORION_* variables; any problem means pass-through plus one log line
- *   real entry points  dlsym(RTLD_NEXT), a real dlsym found with dlvsym
+ *   real entry points  the table of driver.h and its loaders; a real dlsym found with dlvsym
  *   bindings           wrappers bound to the exact pointer cuGetProcAddress / dlsym returned
  *   launch shapes      per (function, grid, block, shared memory): SM need, profile, duration
  *   classes            process, thread and stream priority
@@ -18,8 +18,8 @@
  * graph capture are those of the program. A capturing stream passes straight through (an
  * event recorded into a capture would become a graph node).
  */
-#define __CUDA_API_VERSION_INTERNAL 1 /* the unversioned declarations, as the driver exports */
-#include <cuda.h>
+#include "driver.h" /* first: it sets the CUDA API version of cuda.h */
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -162,8 +162,9 @@ static dlsym_fn real_dlsym(void)
 }
 
 /* The next definition of `name` after this library (the real driver when the program links
- * libcuda), looked up once into *slot. */
-static void *next_sym(void *_Atomic *slot, const char *name)
+ * libcuda), looked up into *slot on the first call and again while not found: the NEXT
+ * entries of driver.h. */
+void *orion_next_sym(void *_Atomic *slot, const char *name)
 {
     void *p = atomic_load_explicit(slot, memory_order_acquire);
     if (!p && real_dlsym()) {
@@ -172,28 +173,6 @@ static void *next_sym(void *_Atomic *slot, const char *name)
     }
     return p;
 }
-
-#define REAL(type, name)                                                                           \
-    ({                                                                                             \
-        static void *_Atomic s_##name;                                                             \
-        (type) next_sym(&s_##name, #name);                                                         \
-    })
-
-/* Driver calls the shim makes for itself (occupancy, names, events, priorities). */
-typedef CUresult (*occ_fn)(int *, CUfunction, int, size_t);
-typedef CUresult (*fname_fn)(const char **, CUfunction);
-typedef CUresult (*evcreate_fn)(CUevent *, unsigned);
-typedef CUresult (*evrecord_fn)(CUevent, CUstream);
-typedef CUresult (*evquery_fn)(CUevent);
-typedef CUresult (*evelapsed_fn)(float *, CUevent, CUevent);
-typedef CUresult (*capturing_fn)(CUstream, CUstreamCaptureStatus *);
-typedef CUresult (*sprio_fn)(CUstream, int *);
-typedef CUresult (*prange_fn)(int *, int *);
-typedef CUresult (*ctxget_fn)(CUcontext *);
-typedef CUresult (*ctxdev_fn)(CUdevice *);
-typedef CUresult (*devattr_fn)(int *, CUdevice_attribute, CUdevice);
-typedef CUresult (*ctxset_fn)(CUcontext);
-typedef CUresult (*evdestroy_fn)(CUevent);
 
 /* The driver the program uses: the one cuGetProcAddress/dlsym handed out when the program
  * dlopen'ed it privately (RTLD_NEXT cannot see such a copy), else RTLD_NEXT's. */
@@ -207,46 +186,32 @@ static void *drv(const char *name)
     return real_dlsym() ? real_dlsym()(RTLD_NEXT, name) : NULL;
 }
 
-static struct {
-    occ_fn occupancy;
-    fname_fn func_name;
-    evcreate_fn ev_create;
-    evrecord_fn ev_record;
-    evquery_fn ev_query;
-    evelapsed_fn ev_elapsed;
-    capturing_fn capturing;
-    sprio_fn stream_prio;
-    prange_fn prio_range;
-    ctxget_fn ctx_get;
-    ctxdev_fn ctx_dev;
-    devattr_fn dev_attr;
-    ctxset_fn ctx_set;
-    evdestroy_fn ev_destroy;
-    bool ok;
-} d;
+orion_driver_table orion_driver;
 static pthread_once_t drv_once = PTHREAD_ONCE_INIT;
 
+/* The NEED, OPT and ALT entries of driver.h, in its order; an ALT entry only when the entry
+ * above it was not found. */
 static void load_driver(void)
 {
-    d.occupancy = (occ_fn)drv("cuOccupancyMaxActiveBlocksPerMultiprocessor");
-    d.func_name = (fname_fn)drv("cuFuncGetName");
-    d.ev_create = (evcreate_fn)drv("cuEventCreate");
-    d.ev_record = (evrecord_fn)drv("cuEventRecord");
-    d.ev_query = (evquery_fn)drv("cuEventQuery");
-    d.ev_elapsed = (evelapsed_fn)drv("cuEventElapsedTime_v2");
-    if (!d.ev_elapsed)
-        d.ev_elapsed = (evelapsed_fn)drv("cuEventElapsedTime");
-    d.capturing = (capturing_fn)drv("cuStreamIsCapturing");
-    d.stream_prio = (sprio_fn)drv("cuStreamGetPriority");
-    d.prio_range = (prange_fn)drv("cuCtxGetStreamPriorityRange");
-    d.ctx_get = (ctxget_fn)drv("cuCtxGetCurrent");
-    d.ctx_dev = (ctxdev_fn)drv("cuCtxGetDevice");
-    d.dev_attr = (devattr_fn)drv("cuDeviceGetAttribute");
-    d.ctx_set = (ctxset_fn)drv("cuCtxSetCurrent");
-    d.ev_destroy = (evdestroy_fn)drv("cuEventDestroy_v2");
-    d.ok = d.ev_create && d.ev_record && d.ev_query && d.capturing && d.ctx_get && d.ctx_dev &&
-           d.dev_attr && d.ctx_set;
-    if (!d.ok)
+    void *found = NULL; /* the entry just looked up */
+    bool ok = true;
+/* clang-format off */
+#define LOAD(how, sym, type) LOAD_##how(sym, type)
+#define LOAD_OWN(sym, type)  found = drv(#sym); orion_driver.own.sym = (type)found;
+#define LOAD_NEED(sym, type) LOAD_OWN(sym, type) ok = ok && found;
+#define LOAD_OPT(sym, type)  LOAD_OWN(sym, type)
+#define LOAD_ALT(sym, type)  if (!found) orion_driver.own.sym = (type)drv(#sym);
+#define LOAD_NEXT(sym, type)
+    /* clang-format on */
+    ORION_DRIVER(LOAD)
+#undef LOAD
+#undef LOAD_OWN
+#undef LOAD_NEED
+#undef LOAD_OPT
+#undef LOAD_ALT
+#undef LOAD_NEXT
+    orion_driver.ok = ok;
+    if (!ok)
         rt_log(&lg, RT_LOG_ERROR,
                "the driver lacks entry points the shim needs (events, "
                "capture status, contexts); passing every call through");
@@ -255,7 +220,7 @@ static void load_driver(void)
 static bool driver_ready(void)
 {
     pthread_once(&drv_once, load_driver);
-    return d.ok;
+    return orion_driver.ok;
 }
 
 /* ---- bindings ---------------------------------------------------------------------------- */
@@ -312,24 +277,16 @@ static void *bind_real(family *f, void *real, bool ptsz)
     return w;
 }
 
-typedef CUresult (*launch_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-                              unsigned, unsigned, CUstream, void **, void **);
-typedef CUresult (*launchex_fn)(const CUlaunchConfig *, CUfunction, void **, void **);
-typedef CUresult (*coop_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
-                            unsigned, CUstream, void **);
-typedef CUresult (*graph_fn)(CUgraphExec, CUstream);
-typedef CUresult (*gpa1_fn)(const char *, void **, int, cuuint64_t);
-typedef CUresult (*gpa2_fn)(const char *, void **, int, cuuint64_t,
-                            CUdriverProcAddressQueryResult *);
-
-static CUresult launch_impl(const binding *b, CUfunction f, unsigned gx, unsigned gy, unsigned gz,
-                            unsigned bx, unsigned by, unsigned bz, unsigned smem, CUstream s,
-                            void **params, void **extra, int kind);
-static CUresult launchex_impl(const binding *b, const CUlaunchConfig *c, CUfunction f,
+/* Bound and exported wrappers alike call these with the real function and whether it is a
+ * per-thread-default-stream variant. */
+static CUresult launch_impl(void *real, bool ptsz, CUfunction f, unsigned gx, unsigned gy,
+                            unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned smem,
+                            CUstream s, void **params, void **extra, int kind);
+static CUresult launchex_impl(void *real, bool ptsz, const CUlaunchConfig *c, CUfunction f,
                               void **params, void **extra);
-static CUresult graph_impl(const binding *b, CUgraphExec g, CUstream s);
-static CUresult gpa_impl(const char *sym, void **pfn, int ver, cuuint64_t flags,
-                         CUdriverProcAddressQueryResult *st, const binding *b, bool v2);
+static CUresult graph_impl(void *real, bool ptsz, CUgraphExec g, CUstream s);
+static CUresult gpa_impl(void *real, bool v2, const char *sym, void **pfn, int ver,
+                         cuuint64_t flags, CUdriverProcAddressQueryResult *status);
 
 enum { K_LAUNCH, K_COOP };
 
@@ -338,34 +295,40 @@ enum { K_LAUNCH, K_COOP };
                                 unsigned by, unsigned bz, unsigned smem, CUstream s, void **p,     \
                                 void **e)                                                          \
     {                                                                                              \
-        return launch_impl(&fam_launch.b[i], f, gx, gy, gz, bx, by, bz, smem, s, p, e, K_LAUNCH);  \
+        binding *b = &fam_launch.b[i];                                                             \
+        return launch_impl(atomic_load(&b->real), b->ptsz, f, gx, gy, gz, bx, by, bz, smem, s, p,  \
+                           e, K_LAUNCH);                                                           \
     }
 #define COOP_W(i)                                                                                  \
     static CUresult coop_w##i(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,    \
                               unsigned by, unsigned bz, unsigned smem, CUstream s, void **p)       \
     {                                                                                              \
-        return launch_impl(&fam_coop.b[i], f, gx, gy, gz, bx, by, bz, smem, s, p, NULL, K_COOP);   \
+        binding *b = &fam_coop.b[i];                                                               \
+        return launch_impl(atomic_load(&b->real), b->ptsz, f, gx, gy, gz, bx, by, bz, smem, s, p,  \
+                           NULL, K_COOP);                                                          \
     }
 #define LAUNCHEX_W(i)                                                                              \
     static CUresult launchex_w##i(const CUlaunchConfig *c, CUfunction f, void **p, void **e)       \
     {                                                                                              \
-        return launchex_impl(&fam_launchex.b[i], c, f, p, e);                                      \
+        binding *b = &fam_launchex.b[i];                                                           \
+        return launchex_impl(atomic_load(&b->real), b->ptsz, c, f, p, e);                          \
     }
 #define GRAPH_W(i)                                                                                 \
     static CUresult graph_w##i(CUgraphExec g, CUstream s)                                          \
     {                                                                                              \
-        return graph_impl(&fam_graph.b[i], g, s);                                                  \
+        binding *b = &fam_graph.b[i];                                                              \
+        return graph_impl(atomic_load(&b->real), b->ptsz, g, s);                                   \
     }
 #define GPA1_W(i)                                                                                  \
     static CUresult gpa1_w##i(const char *sym, void **pfn, int ver, cuuint64_t fl)                 \
     {                                                                                              \
-        return gpa_impl(sym, pfn, ver, fl, NULL, &fam_gpa1.b[i], false);                           \
+        return gpa_impl(atomic_load(&fam_gpa1.b[i].real), false, sym, pfn, ver, fl, NULL);         \
     }
 #define GPA2_W(i)                                                                                  \
     static CUresult gpa2_w##i(const char *sym, void **pfn, int ver, cuuint64_t fl,                 \
-                              CUdriverProcAddressQueryResult *st)                                  \
+                              CUdriverProcAddressQueryResult *status)                              \
     {                                                                                              \
-        return gpa_impl(sym, pfn, ver, fl, st, &fam_gpa2.b[i], true);                              \
+        return gpa_impl(atomic_load(&fam_gpa2.b[i].real), true, sym, pfn, ver, fl, status);        \
     }
 #define EIGHT(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
 #define LIST8(p)                                                                                   \
@@ -439,8 +402,10 @@ static uint32_t device_sms(void)
     uint32_t v = atomic_load(&sms);
     CUdevice dev;
     int n = 0;
-    if (v == 0 && d.ctx_dev(&dev) == CUDA_SUCCESS &&
-        d.dev_attr(&n, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev) == CUDA_SUCCESS && n > 0)
+    if (v == 0 && DRV(cuCtxGetDevice)(&dev) == CUDA_SUCCESS &&
+        DRV(cuDeviceGetAttribute)(&n, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev) ==
+            CUDA_SUCCESS &&
+        n > 0)
         atomic_store(&sms, v = (uint32_t)n);
     return v ? v : 1;
 }
@@ -467,14 +432,16 @@ static void fill_shape(shape *s)
     uint64_t blocks = (uint64_t)s->grid[0] * s->grid[1] * s->grid[2];
     int per_sm = 0;
     int threads = (int)(s->block[0] * s->block[1] * s->block[2]);
-    if (!d.occupancy || d.occupancy(&per_sm, s->f, threads, s->smem) != CUDA_SUCCESS || per_sm < 1)
+    PFN_cuOccupancyMaxActiveBlocksPerMultiprocessor_v6050 occupancy =
+        DRV(cuOccupancyMaxActiveBlocksPerMultiprocessor);
+    if (!occupancy || occupancy(&per_sm, s->f, threads, s->smem) != CUDA_SUCCESS || per_sm < 1)
         s->sm_need = sms; /* unknown: assume it fills the device */
     else
         s->sm_need = (uint32_t)(blocks / (uint64_t)per_sm + (blocks % (uint64_t)per_sm != 0));
     if (s->sm_need > sms)
         s->sm_need = sms;
     const char *name = NULL;
-    if (d.func_name && d.func_name(&name, s->f) == CUDA_SUCCESS && name)
+    if (DRV(cuFuncGetName) && DRV(cuFuncGetName)(&name, s->f) == CUDA_SUCCESS && name)
         snprintf(s->name, sizeof s->name, "%s", name);
     s->profile = ORION_UNKNOWN;
     atomic_store(&s->dur_us, DEFAULT_DUR_US);
@@ -537,11 +504,11 @@ static _Atomic int greatest = 1; /* 1: not read yet (the greatest priority is <=
 
 static bool greatest_priority(CUstream s)
 {
-    if (!d.stream_prio || !d.prio_range)
+    if (!DRV(cuStreamGetPriority) || !DRV(cuCtxGetStreamPriorityRange))
         return false;
     int g = atomic_load(&greatest), least;
     if (g == 1) {
-        if (d.prio_range(&least, &g) != CUDA_SUCCESS)
+        if (DRV(cuCtxGetStreamPriorityRange)(&least, &g) != CUDA_SUCCESS)
             return false;
         if (g == least)
             g = 2; /* one priority level only: no stream is "greatest" */
@@ -551,7 +518,7 @@ static bool greatest_priority(CUstream s)
     if (atomic_load(&stream_prio[i].s) == s)
         return atomic_load(&stream_prio[i].prio) == g;
     int p;
-    if (d.stream_prio(s, &p) != CUDA_SUCCESS)
+    if (DRV(cuStreamGetPriority)(s, &p) != CUDA_SUCCESS)
         return false;
     atomic_store(&stream_prio[i].s, NULL);
     atomic_store(&stream_prio[i].prio, p);
@@ -655,8 +622,8 @@ static void pool_give(CUevent e, CUcontext ctx, bool timing)
         size_t cap = mon.cap_pool ? 2 * mon.cap_pool : 256;
         pooled *np = realloc(mon.pool, cap * sizeof *np);
         if (!np) {
-            if (d.ev_destroy)
-                d.ev_destroy(e);
+            if (DRV(cuEventDestroy_v2))
+                DRV(cuEventDestroy_v2)(e);
             return;
         }
         mon.pool = np;
@@ -690,7 +657,8 @@ static CUevent event_for(CUcontext ctx, bool timing)
         e = pool_take(ctx, timing);
     }
     pthread_mutex_unlock(&mon.lock);
-    if (!e && d.ev_create(&e, timing ? CU_EVENT_DEFAULT : CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
+    if (!e &&
+        DRV(cuEventCreate)(&e, timing ? CU_EVENT_DEFAULT : CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
         e = NULL;
     return e;
 }
@@ -724,8 +692,9 @@ static void complete(const pending *p, uint64_t now)
         while (!atomic_compare_exchange_weak(&me->be_inflight_us, &cur, next));
     }
     float ms = 0;
-    if (p->start && p->sh && d.ev_elapsed && d.ev_elapsed(&ms, p->start, p->ev) == CUDA_SUCCESS &&
-        ms >= 0) {
+    PFN_cuEventElapsedTime_v12080 elapsed =
+        DRV(cuEventElapsedTime_v2) ? DRV(cuEventElapsedTime_v2) : DRV(cuEventElapsedTime);
+    if (p->start && p->sh && elapsed && elapsed(&ms, p->start, p->ev) == CUDA_SUCCESS && ms >= 0) {
         shape *sh = p->sh;
         uint64_t n = atomic_fetch_add(&sh->learned_n, 1) + 1;
         uint64_t sum =
@@ -775,9 +744,9 @@ static void *monitor_main(void *arg)
                 mine[kept++] = mine[i];
                 continue;
             }
-            if (mine[i].ctx != cur && d.ctx_set(mine[i].ctx) == CUDA_SUCCESS)
+            if (mine[i].ctx != cur && DRV(cuCtxSetCurrent)(mine[i].ctx) == CUDA_SUCCESS)
                 cur = mine[i].ctx;
-            if (d.ev_query(mine[i].ev) == CUDA_ERROR_NOT_READY) {
+            if (DRV(cuEventQuery)(mine[i].ev) == CUDA_ERROR_NOT_READY) {
                 mine[kept] = mine[i];
                 if (bs.n < BLOCKED_MAX) /* (past 64 streams: simply query them all) */
                     bs.v[bs.n++] = &mine[kept];
@@ -817,12 +786,12 @@ static void *monitor_main(void *arg)
 static void track(int cls, shape *sh, CUstream eff, CUevent start)
 {
     CUcontext ctx = NULL;
-    if (d.ctx_get(&ctx) != CUDA_SUCCESS || !ctx) {
+    if (DRV(cuCtxGetCurrent)(&ctx) != CUDA_SUCCESS || !ctx) {
         atomic_fetch_add(&st.untracked, 1);
         return;
     }
     CUevent ev = event_for(ctx, start != NULL);
-    if (!ev || d.ev_record(ev, eff) != CUDA_SUCCESS) {
+    if (!ev || DRV(cuEventRecord)(ev, eff) != CUDA_SUCCESS) {
         atomic_fetch_add(&st.untracked, 1);
         pthread_mutex_lock(&mon.lock);
         pool_give(ev, ctx, start != NULL);
@@ -888,7 +857,8 @@ static bool capturing(CUstream eff)
 {
     CUstreamCaptureStatus cs = CU_STREAM_CAPTURE_STATUS_NONE;
     /* An error (an invalid stream, say) is the launch's to report: pass it through. */
-    return d.capturing(eff, &cs) != CUDA_SUCCESS || cs != CU_STREAM_CAPTURE_STATUS_NONE;
+    return DRV(cuStreamIsCapturing)(eff, &cs) != CUDA_SUCCESS ||
+           cs != CU_STREAM_CAPTURE_STATUS_NONE;
 }
 
 /* A BE launch waits here until the policy lets it go. */
@@ -930,10 +900,10 @@ static void gate(const shape *sh)
 static CUevent start_event(CUstream eff)
 {
     CUcontext ctx = NULL;
-    if (!cfg.learn || d.ctx_get(&ctx) != CUDA_SUCCESS || !ctx)
+    if (!cfg.learn || DRV(cuCtxGetCurrent)(&ctx) != CUDA_SUCCESS || !ctx)
         return NULL;
     CUevent e = event_for(ctx, true);
-    if (e && d.ev_record(e, eff) != CUDA_SUCCESS) {
+    if (e && DRV(cuEventRecord)(e, eff) != CUDA_SUCCESS) {
         pthread_mutex_lock(&mon.lock);
         pool_give(e, ctx, true);
         pthread_mutex_unlock(&mon.lock);
@@ -987,34 +957,36 @@ static void after_launch(CUresult r, int cls, shape *sh, CUstream eff, CUevent s
         track(cls, sh, eff, start);
     } else if (start) {
         CUcontext ctx = NULL;
-        d.ctx_get(&ctx);
+        DRV(cuCtxGetCurrent)(&ctx);
         pthread_mutex_lock(&mon.lock);
         pool_give(start, ctx, true);
         pthread_mutex_unlock(&mon.lock);
     }
 }
 
-static CUresult launch_impl(const binding *b, CUfunction f, unsigned gx, unsigned gy, unsigned gz,
-                            unsigned bx, unsigned by, unsigned bz, unsigned smem, CUstream s,
-                            void **params, void **extra, int kind)
+/* The real function of a launch is of its family's plain type (a _ptsz variant has the same
+ * parameters). */
+static CUresult launch_impl(void *real, bool ptsz, CUfunction f, unsigned gx, unsigned gy,
+                            unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned smem,
+                            CUstream s, void **params, void **extra, int kind)
 {
-    void *real = atomic_load(&b->real);
     uint32_t g[3] = {gx, gy, gz}, bl[3] = {bx, by, bz};
     shape *sh = NULL;
     CUstream eff = s;
     CUevent start = NULL;
-    int cls = before_launch(s, b->ptsz, f, g, bl, smem, &sh, &eff, &start);
-    CUresult r = kind == K_COOP
-                     ? ((coop_fn)real)(f, gx, gy, gz, bx, by, bz, smem, s, params)
-                     : ((launch_fn)real)(f, gx, gy, gz, bx, by, bz, smem, s, params, extra);
+    int cls = before_launch(s, ptsz, f, g, bl, smem, &sh, &eff, &start);
+    CUresult r = kind == K_COOP ? ((PFN_cuLaunchCooperativeKernel_v9000)real)(f, gx, gy, gz, bx, by,
+                                                                              bz, smem, s, params)
+                                : ((PFN_cuLaunchKernel_v4000)real)(f, gx, gy, gz, bx, by, bz, smem,
+                                                                   s, params, extra);
     after_launch(r, cls, sh, eff, start);
     return r;
 }
 
-static CUresult launchex_impl(const binding *b, const CUlaunchConfig *c, CUfunction f,
+static CUresult launchex_impl(void *real_, bool ptsz, const CUlaunchConfig *c, CUfunction f,
                               void **params, void **extra)
 {
-    launchex_fn real = (launchex_fn)atomic_load(&b->real);
+    PFN_cuLaunchKernelEx_v11060 real = (PFN_cuLaunchKernelEx_v11060)real_;
     if (!c)
         return real(c, f, params, extra);
     uint32_t g[3] = {c->gridDimX, c->gridDimY, c->gridDimZ},
@@ -1022,20 +994,20 @@ static CUresult launchex_impl(const binding *b, const CUlaunchConfig *c, CUfunct
     shape *sh = NULL;
     CUstream eff = c->hStream;
     CUevent start = NULL;
-    int cls = before_launch(c->hStream, b->ptsz, f, g, bl, c->sharedMemBytes, &sh, &eff, &start);
+    int cls = before_launch(c->hStream, ptsz, f, g, bl, c->sharedMemBytes, &sh, &eff, &start);
     CUresult r = real(c, f, params, extra);
     after_launch(r, cls, sh, eff, start);
     return r;
 }
 
-static CUresult graph_impl(const binding *b, CUgraphExec gexec, CUstream s)
+static CUresult graph_impl(void *real_, bool ptsz, CUgraphExec gexec, CUstream s)
 {
-    graph_fn real = (graph_fn)atomic_load(&b->real);
+    PFN_cuGraphLaunch_v10000 real = (PFN_cuGraphLaunch_v10000)real_;
     static const uint32_t none[3] = {0, 0, 0};
     shape *sh = NULL;
     CUstream eff = s;
     CUevent start = NULL;
-    int cls = before_launch(s, b->ptsz, NULL, none, none, 0, &sh, &eff, &start);
+    int cls = before_launch(s, ptsz, NULL, none, none, 0, &sh, &eff, &start);
     CUresult r = real(gexec, s);
     after_launch(r, cls, sh, eff, start);
     return r;
@@ -1043,55 +1015,42 @@ static CUresult graph_impl(const binding *b, CUgraphExec gexec, CUstream s)
 
 /* ---- exported wrappers ------------------------------------------------------------------- */
 
-/* The symbols a program linked with -lcuda reaches: each bound to the next definition. */
-static binding *exported(binding *b, const char *name)
-{
-    if (!atomic_load_explicit(&b->real, memory_order_acquire) && real_dlsym())
-        atomic_store_explicit(&b->real, real_dlsym()(RTLD_NEXT, name), memory_order_release);
-    return b;
-}
-
+/* The symbols a program linked with -lcuda reaches: each calls the next definition, its NEXT
+ * entry in driver.h. */
 #define EXPORT_LAUNCH(name, ptsz_)                                                                 \
     EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,         \
                          unsigned by, unsigned bz, unsigned smem, CUstream s, void **p, void **e)  \
     {                                                                                              \
-        static binding b = {.ptsz = (ptsz_)};                                                      \
-        if (!atomic_load(&exported(&b, #name)->real))                                              \
+        void *real = (void *)NEXT(name);                                                           \
+        if (!real)                                                                                 \
             return CUDA_ERROR_NOT_INITIALIZED;                                                     \
-        return launch_impl(&b, f, gx, gy, gz, bx, by, bz, smem, s, p, e, K_LAUNCH);                \
+        return launch_impl(real, ptsz_, f, gx, gy, gz, bx, by, bz, smem, s, p, e, K_LAUNCH);       \
     }
 #define EXPORT_COOP(name, ptsz_)                                                                   \
     EXPORT CUresult name(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,         \
                          unsigned by, unsigned bz, unsigned smem, CUstream s, void **p)            \
     {                                                                                              \
-        static binding b = {.ptsz = (ptsz_)};                                                      \
-        if (!atomic_load(&exported(&b, #name)->real))                                              \
+        void *real = (void *)NEXT(name);                                                           \
+        if (!real)                                                                                 \
             return CUDA_ERROR_NOT_INITIALIZED;                                                     \
-        return launch_impl(&b, f, gx, gy, gz, bx, by, bz, smem, s, p, NULL, K_COOP);               \
+        return launch_impl(real, ptsz_, f, gx, gy, gz, bx, by, bz, smem, s, p, NULL, K_COOP);      \
     }
 #define EXPORT_LAUNCHEX(name, ptsz_)                                                               \
     EXPORT CUresult name(const CUlaunchConfig *c, CUfunction f, void **p, void **e)                \
     {                                                                                              \
-        static binding b = {.ptsz = (ptsz_)};                                                      \
-        if (!atomic_load(&exported(&b, #name)->real))                                              \
+        void *real = (void *)NEXT(name);                                                           \
+        if (!real)                                                                                 \
             return CUDA_ERROR_NOT_INITIALIZED;                                                     \
-        return launchex_impl(&b, c, f, p, e);                                                      \
+        return launchex_impl(real, ptsz_, c, f, p, e);                                             \
     }
 #define EXPORT_GRAPH(name, ptsz_)                                                                  \
     EXPORT CUresult name(CUgraphExec g, CUstream s)                                                \
     {                                                                                              \
-        static binding b = {.ptsz = (ptsz_)};                                                      \
-        if (!atomic_load(&exported(&b, #name)->real))                                              \
+        void *real = (void *)NEXT(name);                                                           \
+        if (!real)                                                                                 \
             return CUDA_ERROR_NOT_INITIALIZED;                                                     \
-        return graph_impl(&b, g, s);                                                               \
+        return graph_impl(real, ptsz_, g, s);                                                      \
     }
-
-CUresult cuLaunchKernel_ptsz(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
-                             unsigned, CUstream, void **, void **);
-CUresult cuLaunchCooperativeKernel_ptsz(CUfunction, unsigned, unsigned, unsigned, unsigned,
-                                        unsigned, unsigned, unsigned, CUstream, void **);
-CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *, CUfunction, void **, void **);
-CUresult cuGraphLaunch_ptsz(CUgraphExec, CUstream);
 
 EXPORT_LAUNCH(cuLaunchKernel, false)
 EXPORT_LAUNCH(cuLaunchKernel_ptsz, true)
@@ -1103,49 +1062,45 @@ EXPORT_GRAPH(cuGraphLaunch, false)
 EXPORT_GRAPH(cuGraphLaunch_ptsz, true)
 
 /* Copies and syncs: counted, never reordered. */
-#define PASS_COUNTED(counter, ret, name, params, args)                                             \
-    ret name params;                                                                               \
-    EXPORT ret name params                                                                         \
+#define PASS_COUNTED(counter, name, params, args)                                                  \
+    EXPORT CUresult name params                                                                    \
     {                                                                                              \
-        typedef ret(*fn_t) params; /* NOLINT(bugprone-macro-parentheses): a type */                \
-        fn_t real = REAL(fn_t, name);                                                              \
+        __typeof__(&(name)) real = NEXT(name);                                                     \
         if (!real)                                                                                 \
             return CUDA_ERROR_NOT_INITIALIZED;                                                     \
         atomic_fetch_add(&st.counter, 1);                                                          \
         return real args;                                                                          \
     }
 
-PASS_COUNTED(copies, CUresult, cuMemcpyHtoDAsync_v2,
+PASS_COUNTED(copies, cuMemcpyHtoDAsync_v2, (CUdeviceptr dst, const void *src, size_t n, CUstream s),
+             (dst, src, n, s))
+PASS_COUNTED(copies, cuMemcpyHtoDAsync_v2_ptsz,
              (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-PASS_COUNTED(copies, CUresult, cuMemcpyHtoDAsync_v2_ptsz,
-             (CUdeviceptr dst, const void *src, size_t n, CUstream s), (dst, src, n, s))
-PASS_COUNTED(copies, CUresult, cuMemcpyDtoHAsync_v2,
-             (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-PASS_COUNTED(copies, CUresult, cuMemcpyDtoHAsync_v2_ptsz,
-             (void *dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-PASS_COUNTED(copies, CUresult, cuMemcpyDtoDAsync_v2,
-             (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-PASS_COUNTED(copies, CUresult, cuMemcpyAsync,
-             (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s), (dst, src, n, s))
-PASS_COUNTED(copies, CUresult, cuMemsetD8Async,
-             (CUdeviceptr dst, unsigned char v, size_t n, CUstream s), (dst, v, n, s))
-PASS_COUNTED(copies, CUresult, cuMemsetD32Async,
-             (CUdeviceptr dst, unsigned int v, size_t n, CUstream s), (dst, v, n, s))
-PASS_COUNTED(syncs, CUresult, cuStreamSynchronize, (CUstream s), (s))
-PASS_COUNTED(syncs, CUresult, cuStreamSynchronize_ptsz, (CUstream s), (s))
-PASS_COUNTED(syncs, CUresult, cuCtxSynchronize, (void), ())
-PASS_COUNTED(syncs, CUresult, cuEventSynchronize, (CUevent e), (e))
-PASS_COUNTED(syncs, CUresult, cuStreamQuery, (CUstream s), (s))
-PASS_COUNTED(syncs, CUresult, cuStreamQuery_ptsz, (CUstream s), (s))
-PASS_COUNTED(syncs, CUresult, cuEventRecord, (CUevent e, CUstream s), (e, s))
-PASS_COUNTED(syncs, CUresult, cuEventRecord_ptsz, (CUevent e, CUstream s), (e, s))
+PASS_COUNTED(copies, cuMemcpyDtoHAsync_v2, (void *dst, CUdeviceptr src, size_t n, CUstream s),
+             (dst, src, n, s))
+PASS_COUNTED(copies, cuMemcpyDtoHAsync_v2_ptsz, (void *dst, CUdeviceptr src, size_t n, CUstream s),
+             (dst, src, n, s))
+PASS_COUNTED(copies, cuMemcpyDtoDAsync_v2, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
+             (dst, src, n, s))
+PASS_COUNTED(copies, cuMemcpyAsync, (CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s),
+             (dst, src, n, s))
+PASS_COUNTED(copies, cuMemsetD8Async, (CUdeviceptr dst, unsigned char v, size_t n, CUstream s),
+             (dst, v, n, s))
+PASS_COUNTED(copies, cuMemsetD32Async, (CUdeviceptr dst, unsigned int v, size_t n, CUstream s),
+             (dst, v, n, s))
+PASS_COUNTED(syncs, cuStreamSynchronize, (CUstream s), (s))
+PASS_COUNTED(syncs, cuStreamSynchronize_ptsz, (CUstream s), (s))
+PASS_COUNTED(syncs, cuCtxSynchronize, (void), ())
+PASS_COUNTED(syncs, cuEventSynchronize, (CUevent e), (e))
+PASS_COUNTED(syncs, cuStreamQuery, (CUstream s), (s))
+PASS_COUNTED(syncs, cuStreamQuery_ptsz, (CUstream s), (s))
+PASS_COUNTED(syncs, cuEventRecord, (CUevent e, CUstream s), (e, s))
+PASS_COUNTED(syncs, cuEventRecord_ptsz, (CUevent e, CUstream s), (e, s))
 
 /* A destroyed stream's handle may come back for a new stream of another priority. */
-CUresult cuStreamDestroy_v2(CUstream s);
 EXPORT CUresult cuStreamDestroy_v2(CUstream s)
 {
-    typedef CUresult (*fn_t)(CUstream);
-    fn_t real = REAL(fn_t, cuStreamDestroy_v2);
+    PFN_cuStreamDestroy_v4000 real = NEXT(cuStreamDestroy_v2);
     if (!real)
         return CUDA_ERROR_NOT_INITIALIZED;
     forget_stream(s);
@@ -1153,12 +1108,11 @@ EXPORT CUresult cuStreamDestroy_v2(CUstream s)
 }
 
 /* cuGetProcAddress: the real lookup first, then the wrapper bound to exactly what it gave. */
-static CUresult gpa_impl(const char *sym, void **pfn, int ver, cuuint64_t flags,
-                         CUdriverProcAddressQueryResult *status, const binding *b, bool v2)
+static CUresult gpa_impl(void *real, bool v2, const char *sym, void **pfn, int ver,
+                         cuuint64_t flags, CUdriverProcAddressQueryResult *status)
 {
-    void *real = atomic_load(&b->real);
-    CUresult r =
-        v2 ? ((gpa2_fn)real)(sym, pfn, ver, flags, status) : ((gpa1_fn)real)(sym, pfn, ver, flags);
+    CUresult r = v2 ? ((PFN_cuGetProcAddress_v12000)real)(sym, pfn, ver, flags, status)
+                    : ((PFN_cuGetProcAddress_v11030)real)(sym, pfn, ver, flags);
     if (r != CUDA_SUCCESS || !sym || !pfn || !*pfn)
         return r;
     family *f = family_of(sym, ver);
@@ -1169,19 +1123,19 @@ static CUresult gpa_impl(const char *sym, void **pfn, int ver, cuuint64_t flags,
 
 EXPORT CUresult cuGetProcAddress(const char *sym, void **pfn, int ver, cuuint64_t flags)
 {
-    static binding b;
-    if (!atomic_load(&exported(&b, "cuGetProcAddress")->real))
+    void *real = (void *)NEXT(cuGetProcAddress);
+    if (!real)
         return CUDA_ERROR_NOT_INITIALIZED;
-    return gpa_impl(sym, pfn, ver, flags, NULL, &b, false);
+    return gpa_impl(real, false, sym, pfn, ver, flags, NULL);
 }
 
 EXPORT CUresult cuGetProcAddress_v2(const char *sym, void **pfn, int ver, cuuint64_t flags,
                                     CUdriverProcAddressQueryResult *status)
 {
-    static binding b;
-    if (!atomic_load(&exported(&b, "cuGetProcAddress_v2")->real))
+    void *real = (void *)NEXT(cuGetProcAddress_v2);
+    if (!real)
         return CUDA_ERROR_NOT_INITIALIZED;
-    return gpa_impl(sym, pfn, ver, flags, status, &b, true);
+    return gpa_impl(real, true, sym, pfn, ver, flags, status);
 }
 
 /* Is p inside this library (one of our own exported wrappers, found by a lookup through
