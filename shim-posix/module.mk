@@ -9,9 +9,12 @@ $(BUILD)/bin/splitft: $(BUILD)/obj/shim-posix/tools/splitft.o $(NCL_LIB) $(NCLW_
 	@mkdir -p $(@D)
 	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 
-# The shim: wrappers (interpose.c) over the logic (core.c) and the real calls (sys.c); only
-# the wrappers are exported (-fvisibility=hidden everywhere else).
-SHIM_SRCS := shim-posix/src/core.c shim-posix/src/sys.c shim-posix/src/interpose.c
+# The shim: wrappers (interpose.c) over the logic (core.h: files.c, sync.c, barriers.c,
+# flusher.c, start.c, sharing state.h) and the real calls (sys.c); only the wrappers are
+# exported (-fvisibility=hidden everywhere else).
+SHIM_CORE_SRCS := shim-posix/src/files.c shim-posix/src/sync.c shim-posix/src/barriers.c \
+                  shim-posix/src/flusher.c shim-posix/src/start.c shim-posix/src/sys.c
+SHIM_SRCS := $(SHIM_CORE_SRCS) shim-posix/src/interpose.c
 SHIM_LIB  := $(BUILD)/lib/libsplitft.so
 $(SHIM_LIB): $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o) $(NCL_LIB) $(NCLW_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
@@ -20,8 +23,7 @@ $(SHIM_LIB): $(SHIM_SRCS:%.c=$(BUILD)/obj/%.o) $(NCL_LIB) $(NCLW_LIB) $(RT_LIB)
 ALL_TARGETS += $(BUILD)/bin/splitft $(SHIM_LIB)
 LINT_SRCS   += $(SHIM_SRCS) shim-posix/tools/splitft.c
 
-# tests/unit/splitft: the shim's logic (core.c, sys.c) without LD_PRELOAD, against real peers.
-SHIM_CORE_OBJS      := $(BUILD)/obj/shim-posix/src/core.o $(BUILD)/obj/shim-posix/src/sys.o
-splitft_TEST_DEPS   := $(SHIM_CORE_OBJS) $(NCL_LIB) $(NCLS_LIB) $(NCLW_LIB) $(RT_LIB)
+# tests/unit/splitft: the shim's logic without LD_PRELOAD (no interpose.c), against real peers.
+splitft_TEST_DEPS   := $(SHIM_CORE_SRCS:%.c=$(BUILD)/obj/%.o) $(NCL_LIB) $(NCLS_LIB) $(NCLW_LIB) $(RT_LIB)
 splitft_TEST_LDLIBS := $(RT_LDLIBS)
 $(BUILD)/obj/tests/unit/splitft/%.o: CPPFLAGS += $(NCL_TEST_INC) -Ishim-posix/src

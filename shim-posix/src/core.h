@@ -1,6 +1,6 @@
 /* core.h: libsplitft's state and logic, called by the wrappers in interpose.c.
  *
- * Terms (see ../../shared/design/splitft.md): a managed file is a regular file under one of
+ * Terms: a managed file is a regular file under one of
  * SPLITFT_DIRS; its sync group is what was written to the inode since its last durable
  * point; a small group goes to the near-compute log at fsync, anything else gets the real
  * call. An sf_file is one open file description (shared by dup'ed fds); an sf_inode is the
@@ -26,8 +26,13 @@ void sf_fini(void);
 /* True when calls must be examined at all (configured, initialised, not a forked child). */
 bool sf_on(void);
 
-/* The managed open file behind fd, or NULL. Lock-free: the hot path of every wrapper. */
+/* The managed open file behind fd, with a reference the caller gives back with sf_put, or
+ * NULL. Lock-free: the hot path of every wrapper. A close() of fd in another thread meanwhile
+ * does not free the file; the real call then answers EBADF, as libc would. */
 sf_file *sf_get(int fd);
+void sf_put(sf_file *f);
+/* Whether fd names a managed file now (no reference taken). */
+bool sf_managed(int fd);
 
 /* After a successful real open of `fd` with the application's flags (O_SYNC/O_DSYNC were
  * stripped from the real call and are emulated); created: the open made the file. */

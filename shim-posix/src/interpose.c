@@ -46,53 +46,22 @@ static int open_common(int dirfd, const char *path, int flags, mode_t mode, bool
     return fd;
 }
 
-EXPORT int open(const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (has_mode(flags)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    return open_common(AT_FDCWD, path, flags, mode, false);
-}
+/* open, open64, openat and openat64 share one body: the mode argument exists only when the
+ * flags create a file. */
+#define OPEN_BODY(dirfd, at)                                                                       \
+    mode_t mode = 0;                                                                               \
+    if (has_mode(flags)) {                                                                         \
+        va_list ap;                                                                                \
+        va_start(ap, flags);                                                                       \
+        mode = (mode_t)va_arg(ap, int);                                                            \
+        va_end(ap);                                                                                \
+    }                                                                                              \
+    return open_common(dirfd, path, flags, mode, at)
 
-EXPORT int open64(const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (has_mode(flags)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    return open_common(AT_FDCWD, path, flags, mode, false);
-}
-
-EXPORT int openat(int dirfd, const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (has_mode(flags)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    return open_common(dirfd, path, flags, mode, true);
-}
-
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (has_mode(flags)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
-    return open_common(dirfd, path, flags, mode, true);
-}
+EXPORT int open(const char *path, int flags, ...) { OPEN_BODY(AT_FDCWD, false); }
+EXPORT int open64(const char *path, int flags, ...) { OPEN_BODY(AT_FDCWD, false); }
+EXPORT int openat(int dirfd, const char *path, int flags, ...) { OPEN_BODY(dirfd, true); }
+EXPORT int openat64(int dirfd, const char *path, int flags, ...) { OPEN_BODY(dirfd, true); }
 
 EXPORT int creat(const char *path, mode_t mode)
 {
@@ -130,7 +99,9 @@ EXPORT ssize_t write(int fd, const void *buf, size_t n)
     if (!f)
         return REAL(write)(fd, buf, n);
     struct iovec iov = {(void *)buf, n};
-    return sf_write(f, fd, SF_WRITE, &iov, 1, -1, 0);
+    ssize_t rc = sf_write(f, fd, SF_WRITE, &iov, 1, -1, 0);
+    sf_put(f);
+    return rc;
 }
 
 EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
@@ -139,7 +110,9 @@ EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
     if (!f)
         return REAL(pwrite)(fd, buf, n, off);
     struct iovec iov = {(void *)buf, n};
-    return sf_write(f, fd, SF_PWRITE, &iov, 1, off, 0);
+    ssize_t rc = sf_write(f, fd, SF_PWRITE, &iov, 1, off, 0);
+    sf_put(f);
+    return rc;
 }
 
 EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
@@ -152,7 +125,9 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
     sf_file *f = sf_get(fd);
     if (!f)
         return REAL(writev)(fd, iov, cnt);
-    return sf_write(f, fd, SF_WRITEV, iov, cnt, -1, 0);
+    ssize_t rc = sf_write(f, fd, SF_WRITEV, iov, cnt, -1, 0);
+    sf_put(f);
+    return rc;
 }
 
 EXPORT ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -160,7 +135,9 @@ EXPORT ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
     sf_file *f = sf_get(fd);
     if (!f)
         return REAL(pwritev)(fd, iov, cnt, off);
-    return sf_write(f, fd, SF_PWRITEV, iov, cnt, off, 0);
+    ssize_t rc = sf_write(f, fd, SF_PWRITEV, iov, cnt, off, 0);
+    sf_put(f);
+    return rc;
 }
 
 EXPORT ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -177,8 +154,9 @@ EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int
     ssize_t n = sf_write(f, fd, SF_PWRITEV2, iov, cnt, off, flags & ~(RWF_DSYNC | RWF_SYNC));
     if (n > 0 && (flags & (RWF_DSYNC | RWF_SYNC)) && sf_sync(f, fd, !(flags & RWF_SYNC)) != 0) {
         errno = EIO;
-        return -1;
+        n = -1;
     }
+    sf_put(f);
     return n;
 }
 
@@ -189,24 +167,24 @@ EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int cnt, off_t off, 
 
 /* ---- syncs ------------------------------------------------------------------------------ */
 
-EXPORT int fsync(int fd)
+static int sync_common(int fd, bool datasync)
 {
     sf_file *f = sf_get(fd);
-    return f ? sf_sync(f, fd, false) : REAL(fsync)(fd);
+    if (!f)
+        return datasync ? REAL(fdatasync)(fd) : REAL(fsync)(fd);
+    int rc = sf_sync(f, fd, datasync);
+    sf_put(f);
+    return rc;
 }
 
-EXPORT int fdatasync(int fd)
-{
-    sf_file *f = sf_get(fd);
-    return f ? sf_sync(f, fd, true) : REAL(fdatasync)(fd);
-}
+EXPORT int fsync(int fd) { return sync_common(fd, false); }
+EXPORT int fdatasync(int fd) { return sync_common(fd, true); }
 
 EXPORT int sync_file_range(int fd, off_t off, off_t n, unsigned int flags)
 {
-    sf_file *f = sf_get(fd);
     /* Only WAIT_AFTER makes the call a durability point; the others start writeback. */
-    if (f && (flags & SYNC_FILE_RANGE_WAIT_AFTER))
-        return sf_sync(f, fd, true);
+    if ((flags & SYNC_FILE_RANGE_WAIT_AFTER) && sf_managed(fd))
+        return sync_common(fd, true);
     return REAL(sync_file_range)(fd, off, n, flags);
 }
 
@@ -226,7 +204,7 @@ EXPORT int close(int fd)
 EXPORT int dup(int fd)
 {
     int n = REAL(dup)(fd);
-    if (n >= 0 && sf_get(fd))
+    if (n >= 0 && sf_managed(fd))
         sf_dupped(fd, n);
     return n;
 }
@@ -236,7 +214,7 @@ EXPORT int dup2(int fd, int to)
     if (fd != to)
         sf_closing(to);
     int n = REAL(dup2)(fd, to);
-    if (n >= 0 && fd != to && sf_get(fd))
+    if (n >= 0 && fd != to && sf_managed(fd))
         sf_dupped(fd, n);
     return n;
 }
@@ -245,7 +223,7 @@ EXPORT int dup3(int fd, int to, int flags)
 {
     sf_closing(to);
     int n = REAL(dup3)(fd, to, flags);
-    if (n >= 0 && sf_get(fd))
+    if (n >= 0 && sf_managed(fd))
         sf_dupped(fd, n);
     return n;
 }
@@ -257,7 +235,7 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, va_list ap)
     case F_DUPFD_CLOEXEC: {
         int arg = va_arg(ap, int);
         int n = real(fd, cmd, arg);
-        if (n >= 0 && sf_get(fd))
+        if (n >= 0 && sf_managed(fd))
             sf_dupped(fd, n);
         return n;
     }
@@ -411,7 +389,9 @@ static int resize(int fd, int which, int mode, off_t off, off_t len)
     bool falloc = which >= W_FALLOCATE;
     if (which == W_PFALLOCATE || which == W_PFALLOCATE64)
         mode = 0;
-    return sf_resize(f, fd, mode, off, len, falloc, do_real, &a);
+    int rc = sf_resize(f, fd, mode, off, len, falloc, do_real, &a);
+    sf_put(f);
+    return rc;
 }
 
 EXPORT int ftruncate(int fd, off_t len) { return resize(fd, W_FTRUNCATE, 0, 0, len); }
@@ -440,8 +420,10 @@ static void check_map(int prot, int flags, int fd)
     if (fd < 0 || !(prot & PROT_WRITE) || !(flags & MAP_SHARED))
         return;
     sf_file *f = sf_get(fd);
-    if (f)
+    if (f) {
         sf_mapped(f); /* writes through the mapping are invisible to us */
+        sf_put(f);
+    }
 }
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
