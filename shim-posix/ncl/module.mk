@@ -1,7 +1,8 @@
 # shim-posix/ncl/module.mk: the near-compute log (NCL), SplitFT's replicated in-memory log.
 #   libnclwire.a  the protocol and codec (src/proto.c) and the transports: TCP (src/tcp.c)
 #                 and RDMA (src/rdma.c over src/rdma_ring.c); what both sides speak
-#   libncl.a      the client: group commit to a majority (src/client.c, src/rpc.c), recovery
+#   libncl.a      the client: a session (src/session.h: src/open.c, src/io.c, src/commit.c)
+#                 committing to a majority, one-shot requests (src/rpc.c), recovery
 #                 (src/recover.c) and replay onto files (src/replay.c); header include/ncl/client.h
 #   libnclserver.a, ncl-server  the peer daemon (server/main.c) and its store and event loop
 #                 (server/store.c, server/server.c); it links the wire library, never the client
@@ -10,8 +11,8 @@
 NCLW_SRCS := shim-posix/ncl/src/proto.c shim-posix/ncl/src/tcp.c shim-posix/ncl/src/rdma.c \
              shim-posix/ncl/src/rdma_ring.c
 NCLW_LIB  := $(BUILD)/lib/libnclwire.a
-NCL_SRCS  := shim-posix/ncl/src/client.c shim-posix/ncl/src/rpc.c \
-             shim-posix/ncl/src/recover.c shim-posix/ncl/src/replay.c
+NCL_SRCS  := shim-posix/ncl/src/open.c shim-posix/ncl/src/io.c shim-posix/ncl/src/commit.c \
+             shim-posix/ncl/src/rpc.c shim-posix/ncl/src/recover.c shim-posix/ncl/src/replay.c
 NCL_LIB   := $(BUILD)/lib/libncl.a
 NCLS_SRCS := shim-posix/ncl/server/store.c shim-posix/ncl/server/server.c
 NCLS_LIB  := $(BUILD)/lib/libnclserver.a
