@@ -56,7 +56,7 @@ typedef enum dp_component {
 typedef struct dp_cost_model dp_cost_model;
 
 /* Load <dir>/<model>_time.csv, <dir>/<model>_memory.csv and <dir>/model_state.csv (the format
- * of ../shared/data/dynapipe/README.md) for one tensor-parallel degree. `model` is a file
+ * of dynapipe/data/costmodels/README.md) for one tensor-parallel degree. `model` is a file
  * prefix ("gpt_6.7b", "t5_11b") or the short names "gpt" and "t5". Duplicated grid points
  * (dup_idx) keep their maximum. Recompute modes with no rows at all are left unavailable; a
  * mode with rows but without a needed component (e.g. no decoder backward) is DP_EGRID naming
