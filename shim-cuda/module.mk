@@ -1,8 +1,12 @@
 # shim-cuda/module.mk: Orion: liborion.so (the libcuda interposer: exports only the CUDA entry
 # points it wraps, dlsym and orion_set_thread_priority), its policy/board/profile objects for
 # the unit tests, and the orion-profile command.
+# The shim's files (config, binding, tracking, gating, stats) are laid out in src/shim.h;
+# src/driver.h lists every driver entry point they call.
 ORION_CORE_SRCS := shim-cuda/src/policy.c shim-cuda/src/board.c shim-cuda/src/profile.c
-ORION_SRCS      := $(ORION_CORE_SRCS) shim-cuda/src/shim.c
+ORION_SHIM_SRCS := shim-cuda/src/config.c shim-cuda/src/binding.c shim-cuda/src/tracking.c \
+                   shim-cuda/src/gating.c shim-cuda/src/stats.c
+ORION_SRCS      := $(ORION_CORE_SRCS) $(ORION_SHIM_SRCS)
 ORION_LIB       := $(BUILD)/lib/liborion.so
 ORION_CORE_OBJS := $(ORION_CORE_SRCS:%.c=$(BUILD)/obj/%.o)
 CUDA_INC        ?= /usr/local/cuda/include

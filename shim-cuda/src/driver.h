@@ -28,6 +28,7 @@
 #define __CUDA_API_VERSION_INTERNAL 1 /* the unversioned declarations, as the driver exports */
 #include <cuda.h>
 #include <cudaTypedefs.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 /* clang-format off */
@@ -98,7 +99,8 @@
 #define ORION_NEXT_FN_NEXT(sym, type) \
     static inline type orion_next_##sym(void) \
     { \
-        return (type)orion_next_sym(&orion_driver.next.sym, #sym); \
+        void *p = atomic_load_explicit(&orion_driver.next.sym, memory_order_acquire); \
+        return (type)(p ? p : orion_next_sym(&orion_driver.next.sym, #sym)); \
     }
 #define ORION_WRAPPER_DECL(how, sym, type) ORION_WRAPPER_DECL_##how(sym, type)
 #define ORION_WRAPPER_DECL_NEED(sym, type)
@@ -126,7 +128,7 @@ typedef struct orion_driver_table {
 
 extern orion_driver_table orion_driver;
 
-/* The next definition of `name` after this library, looked up into *slot while it is NULL. */
+/* The next definition of `name` after this library, looked up into *slot (NULL: not found). */
 void *orion_next_sym(void *_Atomic *slot, const char *name);
 
 ORION_DRIVER(ORION_NEXT_FN)
