@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../fixtures/fakecuda/fakecuda.h"
+#include "fakecuda.h"
 
 #define CU_OK(call)                                                                                \
     do {                                                                                           \

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../fixtures/volatilefs/overlay.h"
+#include "overlay.h"
 
 /* The structural invariants of overlay.h: sorted, non-empty, disjoint, non-adjacent,
  * bytes equal to the sum of the lengths. */
