@@ -30,8 +30,9 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Idynapipe/include
 $(BUILD)/fuzz/fuzz_dp_costmodel $(BUILD)/fuzz/fuzz_dp_lengths: $(DP_LIB)
 
 # The dynapipe command.
-$(BUILD)/bin/dynapipe: $(BUILD)/obj/dynapipe/tools/dynapipe.o $(DP_LIB) $(RT_LIB)
+$(BUILD)/bin/dynapipe: $(BUILD)/obj/dynapipe/tools/dynapipe.o $(BUILD)/obj/dynapipe/tools/options.o \
+                    $(DP_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
 	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(RT_LDLIBS)
 ALL_TARGETS += $(BUILD)/bin/dynapipe
-LINT_SRCS   += dynapipe/tools/dynapipe.c
+LINT_SRCS   += dynapipe/tools/dynapipe.c dynapipe/tools/options.c
