@@ -32,7 +32,8 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Iminuet/include
 # tests/unit/minuet/mn_test.h.
 $(BUILD)/obj/tests/unit/minuet/%.o: CPPFLAGS += -Iminuet/src
 $(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: $(MN_LIB)
-$(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lm # libminuet after the runtime it uses
+# libminuet after the runtime it uses (the last-error helper; the environment parser)
+$(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lm
 
 # The minuet command.
 $(BUILD)/bin/minuet: $(BUILD)/obj/minuet/tools/minuet.o $(MN_LIB) $(RT_LIB)

@@ -99,13 +99,13 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
         return mn_fail(MN_EINVAL, "mn_conv_backward: d_out, and W for d_in, in for d_W");
     mn_status cs = mn_config(); /* MINUET_ISA picks the kernel, as in mn_conv */
     if (cs != MN_OK)
-        return cs;
+        return mn_done(cs);
     /* The map used the other way: d_out's rows are gathered, the inputs' rows receive. */
     mn_conv_opts back = *o;
     back.transposed = !o->transposed;
     mn_status s = mn_conv_check_args(map, d_out, n_out, c_out, c_in, n_in, &back); /* once */
     if (s != MN_OK)
-        return s;
+        return mn_done(s);
     if (d_W)
         for (size_t i = 0; i < n_in * (size_t)c_in; i++)
             if (!isfinite(in[i]))
@@ -123,7 +123,7 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
         s = mn_conv_tuned(map, d_out, c_out, Wt, NULL, c_in, d_in, n_in, &back);
         free(Wt);
         if (s != MN_OK)
-            return s;
+            return mn_done(s);
     }
     if (d_W) {
         int threads = mn_threads(o->threads);
@@ -184,5 +184,5 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
             d_bias[j] = (float)acc;
         }
     }
-    return MN_OK;
+    return mn_done(MN_OK);
 }

@@ -601,7 +601,7 @@ mn_status mn_sort_index(const mn_coords *co, uint32_t *idx, int threads)
     return st;
 }
 
-mn_status mn_sort(mn_coords *co, uint32_t *perm) { return mn_sort_threads(co, perm, 0); }
+mn_status mn_sort(mn_coords *co, uint32_t *perm) { return mn_done(mn_sort_threads(co, perm, 0)); }
 
 /* Gathering the rows in sorted order: each part copies its range of sorted rows and notes
  * its first row equal to the one before (SIZE_MAX: none). */
@@ -727,7 +727,7 @@ mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads)
     int kb, ib;
     mn_status st = sort_layout(co, threads, &L, &kb, &ib);
     if (st != MN_OK)
-        return st;
+        return mn_done(st);
     bool packed = !L.wide && n >= 2 && kb + ib <= 64;
     uint32_t *idx = perm || packed ? perm : malloc((n ? n : 1) * sizeof *idx);
     uint64_t *scratch = malloc((n ? n : 1) * 2 * sizeof *scratch);
@@ -740,14 +740,14 @@ mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads)
     if (packed) {
         st = sort_rows_packed(co, &L, kb, ib, perm, threads, scratch);
         free(scratch);
-        return st;
+        return mn_done(st);
     }
     st = sort_index(co, &L, kb, ib, idx, threads, scratch);
     if (st != MN_OK) {
         if (idx != perm)
             free(idx);
         free(scratch);
-        return st;
+        return mn_done(st);
     }
     int32_t *sorted = (int32_t *)scratch; /* n rows of 16 bytes: the 2n keys' room */
     gather_job G = {.src = co->c, .idx = idx, .dst = sorted};
@@ -768,7 +768,7 @@ mn_status mn_sort_threads(mn_coords *co, uint32_t *perm, int threads)
     free(scratch);
     if (idx != perm)
         free(idx);
-    return st;
+    return mn_done(st);
 }
 
 /* ---- strided outputs ------------------------------------------------------------------------- */
@@ -825,7 +825,7 @@ mn_status mn_downsample(const mn_coords *in, int t_in, int stride, mn_coords *ou
         for (int d = 1; d < 4; d++)
             c[4 * i + d] = (int32_t)floor_to(in->c[4 * i + d], f);
     }
-    return sort_unique(c, in->n, 1, out);
+    return mn_done(sort_unique(c, in->n, 1, out));
 }
 
 /* Candidate outputs of mn_conv_outputs, one part of the input rows each: row i's go from
@@ -935,5 +935,5 @@ mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, i
             memmove(c + 4 * n, c + 4 * J.first[t] * per, J.made[t] * 4 * sizeof *c);
         n += J.made[t];
     }
-    return sort_unique(c, n, threads, out);
+    return mn_done(sort_unique(c, n, threads, out));
 }

@@ -1,50 +1,34 @@
-/* error.c: Minuet's error reporting: status names and the per-thread last-error message that
- * every failing call sets through mn_fail. */
+/* error.c: Minuet's error reporting: status names, and the per-thread last-error message
+ * (rt/lasterr.h) that every failing call sets through mn_fail (mn_set_error) and every public
+ * call that succeeds empties through mn_done (internal.h). */
 #include <stdarg.h>
-#include <stdio.h>
 
 #include "internal.h"
 
-/* The only mutable state of the library: one message per thread, so concurrent callers never
- * read each other's errors. */
-static _Thread_local char last_error[512];
+/* One message per thread, so concurrent callers never read each other's errors. */
+_Thread_local rt_lasterr mn_lasterr;
 
-const char *mn_last_error(void) { return last_error; }
+/* Names by code; the list counted by an enum of its entries: a gap or a repeat makes the
+ * table's length differ from the count. */
+#define MN_STATUS_NAME(s)  [s] = #s,
+#define MN_STATUS_ENTRY(s) mn_listed_##s,
+static const char *const status_names[] = {MN_STATUSES(MN_STATUS_NAME)};
+enum { MN_STATUSES(MN_STATUS_ENTRY) MN_STATUSES_LISTED };
+_Static_assert(sizeof status_names / sizeof status_names[0] == MN_STATUSES_LISTED,
+               "MN_STATUSES skips or repeats a status");
+
+const char *mn_last_error(void) { return mn_lasterr.msg; }
 
 const char *mn_status_name(mn_status s)
 {
-    switch (s) {
-    case MN_OK:
-        return "MN_OK";
-    case MN_EINVAL:
-        return "MN_EINVAL";
-    case MN_EDUP:
-        return "MN_EDUP";
-    case MN_ERANGE:
-        return "MN_ERANGE";
-    case MN_ENAN:
-        return "MN_ENAN";
-    case MN_EEMPTY:
-        return "MN_EEMPTY";
-    case MN_ENOMEM:
-        return "MN_ENOMEM";
-    case MN_EIO:
-        return "MN_EIO";
-    case MN_EFORMAT:
-        return "MN_EFORMAT";
-    }
-    return "MN_UNKNOWN";
+    return rt_status_name(status_names, sizeof status_names / sizeof status_names[0], (int)s,
+                          "MN_UNKNOWN");
 }
 
-mn_status mn_fail(mn_status s, const char *fmt, ...)
+void mn_set_error(const char *fmt, ...)
 {
-    /* Format into a local buffer first: callers may pass mn_last_error() as an argument
-     * (to prefix a path to a parser's message), and the buffers must not overlap. */
-    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    rt_lasterr_vset(&mn_lasterr, fmt, ap);
     va_end(ap);
-    snprintf(last_error, sizeof last_error, "%s", msg);
-    return s;
 }

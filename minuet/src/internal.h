@@ -1,5 +1,6 @@
-/* internal.h: what libminuet's sources share and do not export: the error setter (every
- * failing call stores a message for mn_last_error) and the file helpers of the readers.
+/* internal.h: what libminuet's sources share and do not export: the error convention (every
+ * failing call stores a message for mn_last_error, every public call that succeeds empties
+ * it) and the file helpers of the readers.
  *
  * libminuet's objects build with -fvisibility=default so that the public API (minuet.h) is
  * exported from libminuet.so; what is declared here is hidden. */
@@ -12,12 +13,46 @@
 #include <time.h>
 
 #include "minuet.h"
+#include "rt/lasterr.h"
 
 #pragma GCC visibility push(hidden)
 
+/* Every mn_status of minuet.h, in code order: mn_status_name's table is made from this list
+ * (error.c checks that it has no gap and no repeat). A new status is added here too. */
+/* clang-format off */
+#define MN_STATUSES(X) \
+    X(MN_OK)           \
+    X(MN_EINVAL)       \
+    X(MN_EDUP)         \
+    X(MN_ERANGE)       \
+    X(MN_ENAN)         \
+    X(MN_EEMPTY)       \
+    X(MN_ENOMEM)       \
+    X(MN_EIO)          \
+    X(MN_EFORMAT)
+/* clang-format on */
+
+/* This thread's last error (error.c; rt/lasterr.h). */
+extern _Thread_local rt_lasterr mn_lasterr;
+
 /* Store a printf-style message as this thread's last error (truncated to 511 bytes) and
- * return s, so that failures read `return mn_fail(MN_EINVAL, "voxel %g: must be > 0", v);`. */
-mn_status mn_fail(mn_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+ * return s, so that failures read `return mn_fail(MN_EINVAL, "voxel %g: must be > 0", v);`.
+ * A macro, so that the static analyzer sees that the status returned is s. */
+void mn_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define mn_fail(s, ...)                                                                            \
+    ({                                                                                             \
+        mn_set_error(__VA_ARGS__);                                                                 \
+        (mn_status)(s);                                                                            \
+    })
+
+/* End a public call with status s: MN_OK empties this thread's last error, so that a message
+ * left by an earlier failure (of another call, or one this call recovered from) is never read
+ * after a success. Every return of a public function that returns mn_status is either
+ * `return mn_fail(...)` or `return mn_done(s)`. */
+static inline mn_status mn_done(mn_status s)
+{
+    return (mn_status)rt_lasterr_done(&mn_lasterr, (int)s);
+}
 
 /* Read a whole file into a malloc'd buffer with one spare byte, set to '\0' (*len excludes
  * it). MN_EIO with the path and strerror on failure. */

@@ -115,12 +115,12 @@ mn_status mn_cloud_read(const char *path, mn_cloud *cl)
     size_t len = 0;
     mn_status s = mn_read_file(path, &buf, &len);
     if (s != MN_OK || !buf)
-        return s;
+        return mn_done(s);
     s = ply ? mn_ply_parse(buf, len, cl) : mn_xyz_parse(buf, len, cl);
     free(buf);
     if (s != MN_OK)
         return mn_fail(s, "'%s': %s", path, mn_last_error());
-    return MN_OK;
+    return mn_done(MN_OK);
 }
 
 /* ---- voxelization ---------------------------------------------------------------------- */
@@ -188,7 +188,7 @@ mn_status mn_voxelize(const mn_cloud *cl, double voxel, int batch, mn_coords *ou
     mn_status s = voxel_rows(cl, voxel, batch, c);
     if (s != MN_OK) {
         free(c);
-        return s;
+        return mn_done(s);
     }
     qsort(c, cl->n, 4 * sizeof *c, cmp_coord);
     size_t m = unique_rows(c, cl->n);
@@ -197,5 +197,5 @@ mn_status mn_voxelize(const mn_cloud *cl, double voxel, int batch, mn_coords *ou
         c = shrunk;
     out->c = c;
     out->n = m;
-    return MN_OK;
+    return mn_done(MN_OK);
 }

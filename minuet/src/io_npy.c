@@ -293,13 +293,13 @@ mn_status mn_npy_parse(const void *buf, size_t len, mn_array *a)
     char dtype;
     mn_status s = parse_image(buf, len, &h, &dtype);
     if (s != MN_OK)
-        return s;
+        return mn_done(s);
     void *data = malloc(h.bytes ? h.bytes : 1);
     if (!data)
         return mn_fail(MN_ENOMEM, "cannot allocate %zu bytes of array data", h.bytes);
     memcpy(data, (const unsigned char *)buf + h.data_off, h.bytes);
     *a = (mn_array){.dtype = dtype, .rows = h.rows, .cols = h.cols, .data = data};
-    return MN_OK;
+    return mn_done(MN_OK);
 }
 
 mn_status mn_npy_read(const char *path, mn_array *a)
@@ -311,7 +311,7 @@ mn_status mn_npy_read(const char *path, mn_array *a)
     size_t len = 0;
     mn_status s = mn_read_file(path, &buf, &len);
     if (s != MN_OK || !buf)
-        return s;
+        return mn_done(s);
     npy_header h;
     char dtype;
     s = parse_image((const unsigned char *)buf, len, &h, &dtype);
@@ -325,7 +325,7 @@ mn_status mn_npy_read(const char *path, mn_array *a)
     if (shrunk)
         buf = shrunk;
     *a = (mn_array){.dtype = dtype, .rows = h.rows, .cols = h.cols, .data = buf};
-    return MN_OK;
+    return mn_done(MN_OK);
 }
 
 /* ---- writing ---------------------------------------------------------------------------- */
@@ -416,5 +416,5 @@ mn_status mn_npy_write(const char *path, const mn_array *a)
     size_t hn = format_header(a, hdr, sizeof hdr);
     if (hn == 0)
         return mn_fail(MN_EINVAL, "mn_npy_write: header does not fit");
-    return write_atomic(path, hdr, hn, a->data, bytes);
+    return mn_done(write_atomic(path, hdr, hn, a->data, bytes));
 }

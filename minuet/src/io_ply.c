@@ -446,5 +446,5 @@ mn_status mn_ply_parse(const void *buf, size_t len, mn_cloud *cl)
     free(h);
     if (s != MN_OK)
         mn_cloud_free(cl);
-    return s;
+    return mn_done(s);
 }

@@ -87,12 +87,12 @@ mn_status mn_xyz_parse(const void *buf, size_t len, mn_cloud *cl)
     mn_status s = parse_lines(buf, len, cl);
     if (s != MN_OK) {
         mn_cloud_free(cl);
-        return s;
+        return mn_done(s);
     }
     if (cl->n > 0 && cl->n < SIZE_MAX / 2) {
         double *p = realloc(cl->xyz, cl->n * 3 * sizeof *p);
         if (p)
             cl->xyz = p;
     }
-    return MN_OK;
+    return mn_done(MN_OK);
 }

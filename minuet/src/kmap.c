@@ -905,7 +905,7 @@ done:
     free(delta);
     if (st != MN_OK)
         mn_kmap_free(map);
-    return st;
+    return mn_done(st);
 }
 
 /* Offsets share arrays in two ways only (mirror, identity): offset k above the centre has

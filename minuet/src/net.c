@@ -96,7 +96,7 @@ mn_status mn_net_create(mn_net_kind kind, int in_channels, const int widths[5], 
         return mn_fail(MN_ENOMEM, "out of memory for the weights");
     }
     *out = net;
-    return MN_OK;
+    return mn_done(MN_OK);
 }
 
 void mn_net_free(mn_net *net)
@@ -219,8 +219,9 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
         return mn_fail(MN_EINVAL, "NULL argument");
     if (in->n == 0)
         return mn_fail(MN_EEMPTY, "no input coordinates");
-    if (mn_config() != MN_OK)
-        return MN_EINVAL;
+    mn_status config = mn_config(); /* its message stands */
+    if (config != MN_OK)
+        return mn_done(config);
     *out = NULL;
     memset(st, 0, sizeof *st);
     double t_start = mn_seconds();
@@ -307,12 +308,12 @@ mn_status mn_net_forward(mn_net *net, const mn_coords *in, const float *feats, m
         free(x);
         if (last > 0)
             free(R.co[last].c);
-        return s;
+        return mn_done(s);
     }
     if (last > 0)
         free(R.co[last].c); /* the caller gets features only; coordinates are its to rebuild */
     *out = x;
     *n_out = R.co[last].n;
     *c_out = net->kind == MN_UNET42 ? net->widths[0] : net->widths[4];
-    return MN_OK;
+    return mn_done(MN_OK);
 }

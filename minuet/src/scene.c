@@ -58,5 +58,5 @@ mn_status mn_scene(size_t n, uint64_t seed, mn_cloud *cl)
         }
     }
     cl->n = n;
-    return MN_OK;
+    return mn_done(MN_OK);
 }
