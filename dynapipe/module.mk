@@ -16,9 +16,11 @@ $(DP_LIB): $(DP_OBJS)
 	@mkdir -p $(@D)
 	$(call step,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
-$(DP_SO): $(DP_OBJS)
+# The .so carries the runtime it uses (the last-error helper, rt/lasterr.h) inside: runtime
+# objects build with -fvisibility=hidden, so none of it is exported.
+$(DP_SO): $(DP_OBJS) $(RT_LIB)
 	@mkdir -p $(@D)
-	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(DP_LDLIBS)
+	$(call step,LD,$@)$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-z,defs -o $@ $^ $(DP_LDLIBS) $(RT_LDLIBS)
 
 ALL_TARGETS += $(DP_LIB) $(DP_SO)
 LINT_SRCS   += $(DP_SRCS)
@@ -28,6 +30,8 @@ dynapipe_TEST_DEPS   := $(DP_LIB) $(RT_LIB)
 dynapipe_TEST_LDLIBS := $(RT_LDLIBS)
 $(BUILD)/obj/tests/%.o: CPPFLAGS += -Idynapipe/include
 $(BUILD)/fuzz/fuzz_dp_costmodel $(BUILD)/fuzz/fuzz_dp_lengths: $(DP_LIB)
+# libdynapipe after the runtime it uses (the last-error helper)
+$(BUILD)/fuzz/fuzz_dp_costmodel $(BUILD)/fuzz/fuzz_dp_lengths: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS)
 
 # The dynapipe command.
 $(BUILD)/bin/dynapipe: $(BUILD)/obj/dynapipe/tools/dynapipe.o $(BUILD)/obj/dynapipe/tools/options.o \

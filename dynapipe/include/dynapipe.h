@@ -19,6 +19,7 @@
 
 /* ---- errors -------------------------------------------------------------------------- */
 
+/* A status added here is added to DP_STATUSES (src/internal.h) too, for dp_status_name. */
 typedef enum dp_status {
     DP_OK = 0,
     DP_EINVAL,      /* bad argument or option value */
@@ -33,7 +34,8 @@ typedef enum dp_status {
 } dp_status;
 
 /* The message of the last error in this thread; it names the sample, file or limit
- * ("sample 17 (input 9000, target 0): sequence 9000 exceeds the model maximum 8192"). */
+ * ("sample 17 (input 9000, target 0): sequence 9000 exceeds the model maximum 8192"); "" after
+ * a call that succeeds. */
 const char *dp_last_error(void);
 /* Empty dp_last_error() (so a caller can tell that a later failure set it). */
 void dp_clear_error(void);

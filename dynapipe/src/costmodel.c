@@ -443,10 +443,10 @@ dp_status dp_cost_model_parse(const char *model, int tp, const char *time_csv, s
     free(L);
     if (st != DP_OK) {
         dp_cost_model_free(cm);
-        return st;
+        return dp_done(st);
     }
     *out = cm;
-    return DP_OK;
+    return dp_done(DP_OK);
 }
 
 dp_status dp_cost_model_load(const char *dir, const char *model, int tp, dp_cost_model **cm)
@@ -470,7 +470,7 @@ dp_status dp_cost_model_load(const char *dir, const char *model, int tp, dp_cost
     }
     for (int k = 0; k < 3; k++)
         free(buf[k]);
-    return st;
+    return dp_done(st);
 }
 
 void dp_cost_model_free(dp_cost_model *cm)

@@ -1,35 +1,36 @@
-/* error.c: DynaPipe's error reporting: status names and the per-thread last-error message that
- * every failing call sets through dp_fail (internal.h). */
+/* error.c: DynaPipe's error reporting: status names, and the per-thread last-error message
+ * (rt/lasterr.h) that every failing call sets through dp_fail (dp_set_error) and every public
+ * call that succeeds empties through dp_done (internal.h). */
 #include <stdarg.h>
-#include <stdio.h>
 
 #include "internal.h"
 
 /* One message per thread: planner worker threads never read each other's errors. */
-static _Thread_local char last_error[512];
+_Thread_local rt_lasterr dp_lasterr;
 
-const char *dp_last_error(void) { return last_error; }
+/* Names by code; the list counted by an enum of its entries: a gap or a repeat makes the
+ * table's length differ from the count. */
+#define DP_STATUS_NAME(s)  [s] = #s,
+#define DP_STATUS_ENTRY(s) dp_listed_##s,
+static const char *const status_names[] = {DP_STATUSES(DP_STATUS_NAME)};
+enum { DP_STATUSES(DP_STATUS_ENTRY) DP_STATUSES_LISTED };
+_Static_assert(sizeof status_names / sizeof status_names[0] == DP_STATUSES_LISTED,
+               "DP_STATUSES skips or repeats a status");
 
-void dp_clear_error(void) { last_error[0] = '\0'; }
+const char *dp_last_error(void) { return dp_lasterr.msg; }
+
+void dp_clear_error(void) { rt_lasterr_clear(&dp_lasterr); }
 
 const char *dp_status_name(dp_status s)
 {
-    static const char *const names[] = {
-        "DP_OK",  "DP_EINVAL",  "DP_EEMPTY", "DP_ERANGE",      "DP_ENOMEM",
-        "DP_EIO", "DP_EFORMAT", "DP_EGRID",  "DP_EINFEASIBLE", "DP_ECHECK",
-    };
-    if ((unsigned)s < sizeof names / sizeof names[0])
-        return names[s];
-    return "DP_UNKNOWN";
+    return rt_status_name(status_names, sizeof status_names / sizeof status_names[0], (int)s,
+                          "DP_UNKNOWN");
 }
 
 void dp_set_error(const char *fmt, ...)
 {
-    /* Format into a local buffer first: an argument may be dp_last_error() itself. */
-    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    rt_lasterr_vset(&dp_lasterr, fmt, ap);
     va_end(ap);
-    snprintf(last_error, sizeof last_error, "%s", msg);
 }

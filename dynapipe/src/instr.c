@@ -103,7 +103,7 @@ dp_status dp_instructions(const dp_result *r, int replica, int stage, dp_stream 
     builder b = {out, 0, DP_OK};
     size_t m = r->replica_n[replica];
     if (m == 0)
-        return DP_OK;
+        return dp_done(DP_OK);
     const dp_schedule *sc = &r->sched[replica];
     for (size_t k = 0; k < 2 * m; k++) {
         const dp_op *o = &sc->ops[stage][k];
@@ -124,7 +124,7 @@ dp_status dp_instructions(const dp_result *r, int replica, int stage, dp_stream 
         }
     if (b.st != DP_OK)
         dp_stream_free(out);
-    return b.st;
+    return dp_done(b.st);
 }
 
 /* ---- binary form --------------------------------------------------------------------------- */
@@ -169,7 +169,7 @@ dp_status dp_stream_encode(const dp_stream *s, uint8_t **buf, size_t *len)
     }
     *buf = b;
     *len = n;
-    return DP_OK;
+    return dp_done(DP_OK);
 }
 
 dp_status dp_stream_decode(const uint8_t *buf, size_t len, dp_stream *s)
@@ -202,7 +202,7 @@ dp_status dp_stream_decode(const uint8_t *buf, size_t len, dp_stream *s)
             s->v[i].shape[k] = (int32_t)get32(p + 9 + 4 * (size_t)k);
     }
     s->n = n;
-    return DP_OK;
+    return dp_done(DP_OK);
 }
 
 /* ---- JSON form ------------------------------------------------------------------------------ */
@@ -217,7 +217,9 @@ dp_status dp_stream_json(const dp_stream *s, FILE *f)
                 x->shape[2], x->shape[3]);
     }
     fprintf(f, "]}\n");
-    return ferror(f) ? dp_fail(DP_EIO, "writing the instruction stream failed") : DP_OK;
+    if (ferror(f))
+        return dp_fail(DP_EIO, "writing the instruction stream failed");
+    return dp_done(DP_OK);
 }
 
 /* ---- the checker ------------------------------------------------------------------------- */
@@ -507,5 +509,5 @@ dp_status dp_check_streams(const dp_stream *st, int S)
     free(sp);
     free(rp);
     free(pc);
-    return s;
+    return dp_done(s);
 }

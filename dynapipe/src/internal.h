@@ -1,5 +1,6 @@
-/* internal.h: what libdynapipe's sources share and do not export: the error setter, the file
- * and CSV helpers, the seeded random numbers, and the cost model's grid layout.
+/* internal.h: what libdynapipe's sources share and do not export: the error convention (every
+ * failing call stores a message for dp_last_error, every public call that succeeds empties
+ * it), the file and CSV helpers, the seeded random numbers, and the cost model's grid layout.
  *
  * libdynapipe's objects build with -fvisibility=default so that dynapipe.h is exported from
  * libdynapipe.so; what is declared here is hidden. */
@@ -11,11 +12,31 @@
 #include <time.h>
 
 #include "dynapipe.h"
+#include "rt/lasterr.h"
 
 #pragma GCC visibility push(hidden)
 
-/* Store a printf-style message as this thread's last error and return s:
- * `return dp_fail(DP_ERANGE, "sample %zu: input length %d <= 0", i, len);`
+/* Every dp_status of dynapipe.h, in code order: dp_status_name's table is made from this list
+ * (error.c checks that it has no gap and no repeat). A new status is added here too. */
+/* clang-format off */
+#define DP_STATUSES(X) \
+    X(DP_OK)           \
+    X(DP_EINVAL)       \
+    X(DP_EEMPTY)       \
+    X(DP_ERANGE)       \
+    X(DP_ENOMEM)       \
+    X(DP_EIO)          \
+    X(DP_EFORMAT)      \
+    X(DP_EGRID)        \
+    X(DP_EINFEASIBLE)  \
+    X(DP_ECHECK)
+/* clang-format on */
+
+/* This thread's last error (error.c; rt/lasterr.h). */
+extern _Thread_local rt_lasterr dp_lasterr;
+
+/* Store a printf-style message as this thread's last error (truncated to 511 bytes) and
+ * return s: `return dp_fail(DP_ERANGE, "sample %zu: input length %d <= 0", i, len);`
  * A macro, so that the static analyzer sees that the status returned is s. */
 void dp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define dp_fail(s, ...)                                                                            \
@@ -23,6 +44,15 @@ void dp_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
         dp_set_error(__VA_ARGS__);                                                                 \
         (dp_status)(s);                                                                            \
     })
+
+/* End a public call with status s: DP_OK empties this thread's last error, so that a message
+ * left by an earlier failure (of another call, or one this call recovered from, such as a
+ * recompute mode that does not fit) is never read after a success. Every return of a public
+ * function that returns dp_status is either `return dp_fail(...)` or `return dp_done(s)`. */
+static inline dp_status dp_done(dp_status s)
+{
+    return (dp_status)rt_lasterr_done(&dp_lasterr, (int)s);
+}
 
 /* Read a whole file into a malloc'd buffer (NUL-terminated; *len excludes the NUL). */
 dp_status dp_read_file(const char *path, char **buf, size_t *len);

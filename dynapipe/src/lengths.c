@@ -225,13 +225,13 @@ dp_status dp_lengths_parse(const char *text, size_t len, const char *name, dp_le
             st = dp_fail(DP_EEMPTY, "%s: no samples", src->name);
         if (st != DP_OK)
             dp_lengths_free(src);
-        return st;
+        return dp_done(st);
     }
     dp_csv c;
     dp_csv_init(&c, text, len, src->name);
     int r = dp_csv_next(&c), col[3] = {0, 1, -1};
     if (r < 0)
-        return DP_EFORMAT;
+        return dp_done(DP_EFORMAT); /* dp_csv_next said why */
     if (r == 0)
         return dp_fail(DP_EEMPTY, "%s: no samples", src->name);
     bool has_header = !is_number(&c, 0);
@@ -253,7 +253,7 @@ dp_status dp_lengths_parse(const char *text, size_t len, const char *name, dp_le
         st = dp_fail(DP_EEMPTY, "%s: no samples", src->name);
     if (st != DP_OK)
         dp_lengths_free(src);
-    return st;
+    return dp_done(st);
 }
 
 dp_status dp_lengths_load(const char *path, dp_length_source *src)
@@ -263,10 +263,10 @@ dp_status dp_lengths_load(const char *path, dp_length_source *src)
     size_t len;
     dp_status st = dp_read_file(path, &buf, &len);
     if (st != DP_OK)
-        return st;
+        return dp_done(st);
     st = dp_lengths_parse(buf, len, path, src);
     free(buf);
-    return st;
+    return dp_done(st);
 }
 
 void dp_lengths_free(dp_length_source *src)
@@ -376,7 +376,7 @@ dp_status dp_lengths_batch(const dp_length_source *src, long tokens, uint64_t se
         }
     if (st != DP_OK)
         dp_samples_free(out);
-    return st;
+    return dp_done(st);
 }
 
 /* ---- the mixture ------------------------------------------------------------------------- */
@@ -450,5 +450,5 @@ dp_status dp_mixture_batch(const dp_task *tasks, size_t ntasks, long tokens, uin
         *task_of = tk;
     else
         free(tk);
-    return DP_OK;
+    return dp_done(DP_OK);
 }

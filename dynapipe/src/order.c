@@ -124,10 +124,10 @@ static void boustrophedon(const dp_sample *s, size_t n, size_t *o)
 dp_status dp_order(const dp_sample *s, size_t n, bool encdec, size_t *order)
 {
     if (n == 0)
-        return DP_OK;
+        return dp_done(DP_OK);
     if (!encdec) {
         sort_by(s, n, 0, order);
-        return DP_OK;
+        return dp_done(DP_OK);
     }
     size_t *cand = malloc(3 * n * sizeof *cand);
     if (!cand)
@@ -147,5 +147,5 @@ dp_status dp_order(const dp_sample *s, size_t n, bool encdec, size_t *order)
     }
     memcpy(order, cand + (size_t)best * n, n * sizeof *order);
     free(cand);
-    return DP_OK;
+    return dp_done(DP_OK);
 }

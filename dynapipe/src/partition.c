@@ -346,7 +346,7 @@ dp_status dp_partition_rc(const dp_cost_model *cm, const dp_config *cfg, dp_rc r
         memset(out, 0, sizeof *out);
         return dp_fail(DP_EINVAL, "recompute mode %d", (int)rc);
     }
-    return partition_modes(cm, cfg, 1u << rc, ordered, n, INFINITY, out);
+    return dp_done(partition_modes(cm, cfg, 1u << rc, ordered, n, INFINITY, out));
 }
 
 dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const dp_sample *ordered,
@@ -361,7 +361,7 @@ dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const
         return dp_fail(DP_EINVAL, "no recompute mode selected is profiled by %s",
                        dp_cost_model_name(cm));
     if (cfg->rc_per_microbatch)
-        return partition_modes(cm, cfg, modes, ordered, n, INFINITY, out);
+        return dp_done(partition_modes(cm, cfg, modes, ordered, n, INFINITY, out));
     dp_status last = DP_EINFEASIBLE;
     for (int rc = 0; rc < DP_RC_COUNT; rc++) {
         if (!(cfg->rc_mask & (1u << rc)) || !dp_cost_model_has_rc(cm, (dp_rc)rc))
@@ -383,5 +383,5 @@ dp_status dp_partition_best(const dp_cost_model *cm, const dp_config *cfg, const
             dp_partition_free(&p);
         }
     }
-    return out->cut ? DP_OK : last;
+    return dp_done(out->cut ? DP_OK : last);
 }

@@ -120,18 +120,18 @@ dp_status dp_validate(const dp_cost_model *cm, const dp_config *cfg, const dp_sa
 {
     dp_status st = dp_config_check(cfg);
     if (st != DP_OK)
-        return st;
+        return dp_done(st);
     if (n == 0 || !s)
         return dp_fail(DP_EEMPTY, "empty batch: no samples to plan");
     for (size_t i = 0; i < n; i++)
         if ((st = check_sample(cm, cfg, &s[i], i)) != DP_OK)
-            return st;
+            return dp_done(st);
     if ((st = check_state(cm, cfg)) != DP_OK)
-        return st;
+        return dp_done(st);
     for (size_t i = 0; i < n; i++)
         if ((st = check_alone(cm, cfg, &s[i], i)) != DP_OK)
-            return st;
-    return DP_OK;
+            return dp_done(st);
+    return dp_done(DP_OK);
 }
 
 /* ---- micro-batch lists ------------------------------------------------------------------- */
@@ -631,7 +631,7 @@ dp_status dp_plan(const dp_cost_model *cm, const dp_config *cfg, const dp_sample
     memset(out, 0, sizeof *out);
     dp_status st = dp_validate(cm, cfg, s, n);
     if (st != DP_OK)
-        return st;
+        return dp_done(st);
     mb_list l = {0};
     dp_rc rc = DP_RC_NONE;
     bool mixed = false;
@@ -666,5 +666,5 @@ dp_status dp_plan(const dp_cost_model *cm, const dp_config *cfg, const dp_sample
         totals(cm, s, n, out);
     if (st != DP_OK)
         dp_result_free(out);
-    return st;
+    return dp_done(st);
 }

@@ -212,7 +212,7 @@ dp_status dp_simulate(const dp_mb_times *t, int M, int S, const double *limit, d
     free(fend);
     free(bend);
     free(seen);
-    return st;
+    return dp_done(st);
 }
 
 /* ---- building a schedule ----------------------------------------------------------------- */
@@ -238,5 +238,5 @@ dp_status dp_schedule_build(dp_sched_kind kind, const dp_mb_times *t, int n_mb, 
         st = dp_simulate(t, n_mb, stages, limit_mb, out);
     if (st != DP_OK)
         dp_schedule_free(out);
-    return st;
+    return dp_done(st);
 }

@@ -54,7 +54,7 @@ dp_status dp_config_check(const dp_config *c)
     if (c->max_len < 0 || c->max_target < 0 || c->pack_len < 1 || c->pack_target_len < 0 ||
         c->token_budget < 1)
         return dp_fail(DP_EINVAL, "--max-len, --pack-len or --token-budget out of range");
-    return DP_OK;
+    return dp_done(DP_OK);
 }
 
 int dp_pad(int len, int multiple)
