@@ -17,6 +17,7 @@
 
 /* ---- errors -------------------------------------------------------------------------- */
 
+/* A status added here is added to MN_STATUSES (src/internal.h) too, for mn_status_name. */
 typedef enum mn_status {
     MN_OK = 0,
     MN_EINVAL, /* bad argument: sizes, kernel, stride, shapes that do not match */
@@ -30,7 +31,7 @@ typedef enum mn_status {
 } mn_status;
 
 /* The message of the last error in this thread (names the cause: "duplicate coordinate
- * (0, 4, 5, 6) at rows 17 and 90"). */
+ * (0, 4, 5, 6) at rows 17 and 90"); "" after a call that succeeds. */
 const char *mn_last_error(void);
 const char *mn_status_name(mn_status s);
 
