@@ -50,6 +50,17 @@ ncl_setup() {
 }
 ncl_peers() { "$ROOT/scripts/ncl-peers" "$@"; }
 
+# dfs_setup: the GlusterFS volume (scripts/dfs start, idempotent; left running for the next
+# test) and SPLITFT_DFS exported. Skips without root or FUSE; fails when Gluster does.
+dfs_setup() {
+  [ "$(id -u)" = 0 ] || skip "the GlusterFS volume needs root"
+  [ -e /dev/fuse ] || skip "no /dev/fuse: the GlusterFS mount needs FUSE"
+  local out
+  out=$("$ROOT/scripts/dfs" start 2>&1) || fail "scripts/dfs start: $out"
+  export "${out##*$'\n'}"
+  [ -n "${SPLITFT_DFS:-}" ] && [ -d "$SPLITFT_DFS" ] || fail "scripts/dfs start printed no mount: $out"
+}
+
 # count_lines FILE PREFIX: lines of FILE starting with PREFIX; 0 while FILE does not exist
 # yet (grep then prints nothing, and callers compare the count as a number).
 count_lines() {

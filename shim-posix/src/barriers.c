@@ -197,9 +197,9 @@ int sf_resize(sf_file *f, int fd, int mode, off_t off, off_t len, bool is_falloc
         rc = op(arg);
     int saved = errno;
     if (rc == 0) {
-        struct stat st;
-        if (fstat(fd, &st) == 0)
-            i->expected = (uint64_t)st.st_size;
+        uint64_t size;
+        if (sf_local_size(fd, &size) == 0)
+            i->expected = size;
         else if (!is_fallocate)
             i->expected = (uint64_t)len;
         (void)off;

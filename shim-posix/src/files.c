@@ -156,6 +156,29 @@ bool sf_managed(int fd)
            __atomic_load_n(&G.fds[fd], __ATOMIC_RELAXED) != NULL;
 }
 
+/* ---- sizes ------------------------------------------------------------------------------ */
+
+/* The file's size as this kernel knows it, without asking a network file system: statx with
+ * AT_STATX_DONT_SYNC answers from the inode's cached attributes, which every write through
+ * this kernel has kept current (FUSE, NFS and CephFS update the size of a local write at
+ * once). A plain fstat there flushes write-behind and asks the servers: about 1 ms on a
+ * GlusterFS mount right after a write, against 1 us. Local file systems answer both alike.
+ * What it cannot see is a writer on another host, which the shim does not claim to see. */
+int sf_local_size(int fd, uint64_t *size)
+{
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_SIZE, &sx) == 0 &&
+        (sx.stx_mask & STATX_SIZE)) {
+        *size = sx.stx_size;
+        return 0;
+    }
+    struct stat st; /* a kernel without statx */
+    if (fstat(fd, &st) != 0)
+        return -1;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
 /* ---- paths ------------------------------------------------------------------------------ */
 
 /* Is this canonical path under one of SPLITFT_DIRS? */

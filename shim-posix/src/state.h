@@ -137,6 +137,9 @@ void sf_inode_unpin(sf_inode *i);
 bool sf_managed_path(const char *p);
 /* The canonical path of an open fd (via /proc); false when unknown. */
 bool sf_fd_path(int fd, char *out, size_t len);
+/* The size of the file behind fd as this kernel knows it, without a round trip to a network
+ * file system (statx, AT_STATX_DONT_SYNC); 0, or -1 with errno. */
+int sf_local_size(int fd, uint64_t *size);
 
 /* ---- sync.c -------------------------------------------------------------------------------- */
 

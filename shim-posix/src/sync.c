@@ -161,9 +161,9 @@ int sf_real_sync(sf_inode *i, int fd, bool datasync, int why)
     if (rc == 0) {
         sf_group_clear(i);
         i->prior = false;
-        struct stat st;
-        if (fstat(fd, &st) == 0)
-            i->expected = (uint64_t)st.st_size;
+        uint64_t size;
+        if (sf_local_size(fd, &size) == 0)
+            i->expected = size;
         if (sf_trim_inode(i) != 0) {
             rc = -1;
             saved = EIO;
@@ -218,7 +218,7 @@ int sf_sync(sf_file *f, int fd, bool datasync)
     STAT_ADD(syncs, 1);
     pthread_mutex_lock(&i->mu);
     int why = -1;
-    struct stat st;
+    uint64_t size;
     if (!G.ncl)
         why = FB_NO_SESSION;
     else if (i->untrusted >= 0)
@@ -229,8 +229,9 @@ int sf_sync(sf_file *f, int fd, bool datasync)
         why = FB_BULK;
     else if (i->prior)
         why = FB_FIRST_SYNC;
-    else if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != i->expected)
-        why = FB_SIZE; /* something we did not see changed the file */
+    else if (sf_local_size(fd, &size) != 0 || size != i->expected)
+        why = FB_SIZE; /* something we did not see changed the file (no round trip: the
+                        * size this kernel knows, see sf_local_size) */
     int rc = 0;
     if (why < 0 && i->next_n > 0 && commit_group(i) != 0)
         why = FB_NCL_FAILED;
