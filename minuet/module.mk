@@ -32,6 +32,7 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Iminuet/include
 # tests/unit/minuet/mn_test.h.
 $(BUILD)/obj/tests/unit/minuet/%.o: CPPFLAGS += -Iminuet/src
 $(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: $(MN_LIB)
+$(BUILD)/obj/tests/fuzz/fuzz_tune.o: CPPFLAGS += -Iminuet/src # the tuner's internals
 # libminuet after the runtime it uses (the last-error helper; the environment parser)
 $(BUILD)/fuzz/fuzz_npy $(BUILD)/fuzz/fuzz_ply $(BUILD)/fuzz/fuzz_tune: RT_LDLIBS := $(RT_LIB) $(RT_LDLIBS) -lm
 

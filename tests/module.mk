@@ -16,7 +16,7 @@ $(BUILD)/obj/tests/%.o: CPPFLAGS += -Itests/unit
 # fuzz configuration of `make fuzz`, clang with coverage and sanitizers).
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
-$(BUILD)/obj/tests/fuzz/%.o $(BUILD)/obj/tests/tools/%.o: CPPFLAGS += $(NCL_TEST_INC)
+$(BUILD)/obj/tests/fuzz/fuzz_ncl_frame.o $(BUILD)/obj/tests/tools/%.o: CPPFLAGS += $(NCL_TEST_INC)
 $(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(NCLS_LIB) $(NCLW_LIB) $(RT_LIB)
 	@mkdir -p $(@D)
 	$(call step,LD,$@)$(CC) $(CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(RT_LDLIBS)

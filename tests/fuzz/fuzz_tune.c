@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../minuet/src/internal.h"
+#include "internal.h"
 
 static void require(int cond, const char *what)
 {
