@@ -1,5 +1,5 @@
 /* costmodel.c: the profiled cost model: loading the time, memory and model-state CSVs of
- * ../shared/data/dynapipe (one row per profiled grid point), building dense grids per
+ * dynapipe/data/costmodels (format in its README.md; one row per profiled grid point), building dense grids per
  * (recompute mode, component, quantity), and linear interpolation inside them.
  *
  * Sections: grid building, CSV loading, checks of the needed regions, interpolation, queries.
@@ -164,10 +164,10 @@ static dp_status row_key(const dp_csv *c, int cm, int ce, int cd, int *mbs, int 
     if (dp_csv_int(c, cm, &m) || m < 1 || m > (1 << 24) || (he && dp_csv_int(c, ce, &e)) ||
         (hd && dp_csv_int(c, cd, &d)) || (!he && !hd) || e < 0 || d < 0 || e > (1 << 24) ||
         d > (1 << 24) || (he && e < 1) || (hd && d < 1))
-        return dp_fail(DP_EFORMAT,
-                       "%s:%d: bad grid key (mbs >= 1 and at least one of enc_seqlen, "
-                       "dec_seqlen >= 1 expected)",
-                       c->name, c->line);
+        return dp_fail(
+            DP_EFORMAT,
+            "%s:%d: bad grid key (mbs >= 1 and at least one of enc_seqlen, dec_seqlen >= 1 expected)",
+            c->name, c->line);
     *mbs = (int)m;
     *x1 = he ? (int)e : (int)d;
     *x2 = he && hd ? (int)d : 0;
@@ -310,11 +310,11 @@ static dp_status check_regions(loader *L)
                 if (comp == DP_POSTPROCESS && q >= DP_Q_STORED)
                     continue;
                 if (L->p[rc][comp][q].n == 0)
-                    return dp_fail(DP_EGRID,
-                                   "%s: no %s %s rows for %s tp %d recompute %s (a grid "
-                                   "region the planner needs)",
-                                   cm->files[q >= DP_Q_STORED ? 1 : 0], comp_names[comp], q_name(q),
-                                   cm->name, cm->tp, rc_names[rc]);
+                    return dp_fail(
+                        DP_EGRID,
+                        "%s: no %s %s rows for %s tp %d recompute %s (a grid region the planner needs)",
+                        cm->files[q >= DP_Q_STORED ? 1 : 0], comp_names[comp], q_name(q), cm->name,
+                        cm->tp, rc_names[rc]);
             }
             int sc = comp == DP_POSTPROCESS ? 2 : comp;
             if (!L->state_seen[rc][sc])

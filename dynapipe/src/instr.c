@@ -95,9 +95,8 @@ dp_status dp_instructions(const dp_result *r, int replica, int stage, dp_stream 
     memset(out, 0, sizeof *out);
     if (replica < 0 || replica >= r->replicas || stage < 0 || stage >= r->stages)
         return dp_fail(DP_EINVAL,
-                       "--rank %d / --replica %d: the plan has %d stages and %d "
-                       "replicas",
-                       stage, replica, r->stages, r->replicas);
+                       "--rank %d / --replica %d: the plan has %d stages and %d replicas", stage,
+                       replica, r->stages, r->replicas);
     out->rank = stage;
     out->stages = r->stages;
     builder b = {out, 0, DP_OK};
@@ -262,9 +261,9 @@ static dp_status rank_rule(const dp_instr *x, mb_state *m, int r, int S, size_t 
     switch (x->op) {
     case DP_I_LOAD_INPUT:
         if (r != 0 || (m->flags & HAVE_INPUT))
-            return BAD("rank %d instruction %zu: %s of micro-batch %d on a rank that receives "
-                       "its input, or twice",
-                       r, i, op, x->mb);
+            return BAD(
+                "rank %d instruction %zu: %s of micro-batch %d on a rank that receives its input, or twice",
+                r, i, op, x->mb);
         m->flags |= HAVE_INPUT;
         memcpy(m->in_shape, x->shape, sizeof m->in_shape);
         return DP_OK;
@@ -285,13 +284,13 @@ static dp_status rank_rule(const dp_instr *x, mb_state *m, int r, int S, size_t 
         return DP_OK;
     case DP_I_FORWARD:
         if (!(m->flags & HAVE_INPUT) || (m->flags & FWD))
-            return BAD("rank %d instruction %zu: Forward of micro-batch %d before its input "
-                       "arrived (a missing or late receive), or twice",
-                       r, i, x->mb);
+            return BAD(
+                "rank %d instruction %zu: Forward of micro-batch %d before its input arrived (a missing or late receive), or twice",
+                r, i, x->mb);
         if (!same(x->shape, m->in_shape, r == 0 ? 3 : 4))
-            return BAD("rank %d instruction %zu: Forward of micro-batch %d: wrong shape (input "
-                       "[%d,%d,%d,%d])",
-                       r, i, x->mb, m->in_shape[0], m->in_shape[1], m->in_shape[2], m->in_shape[3]);
+            return BAD(
+                "rank %d instruction %zu: Forward of micro-batch %d: wrong shape (input [%d,%d,%d,%d])",
+                r, i, x->mb, m->in_shape[0], m->in_shape[1], m->in_shape[2], m->in_shape[3]);
         m->flags |= FWD;
         memcpy(m->fwd_shape, x->shape, sizeof m->fwd_shape);
         return DP_OK;
@@ -315,9 +314,9 @@ static dp_status rank_rule(const dp_instr *x, mb_state *m, int r, int S, size_t 
         break;
     case DP_I_BACKWARD:
         if (!(m->flags & FWD) || (m->flags & BWD) || (r < S - 1 && !(m->flags & RG_DONE)))
-            return BAD("rank %d instruction %zu: Backward of micro-batch %d before its forward "
-                       "or its gradient (a missing or late receive), or twice",
-                       r, i, x->mb);
+            return BAD(
+                "rank %d instruction %zu: Backward of micro-batch %d before its forward or its gradient (a missing or late receive), or twice",
+                r, i, x->mb);
         m->flags |= BWD;
         break;
     case DP_I_SEND_GRAD_START:
@@ -330,18 +329,18 @@ static dp_status rank_rule(const dp_instr *x, mb_state *m, int r, int S, size_t 
         break;
     case DP_I_FREE_BUFFER:
         if (!(m->flags & BWD) || (m->flags & FREED) || (r < S - 1 && !(m->flags & SA_DONE)))
-            return BAD("rank %d instruction %zu: FreeBuffer of micro-batch %d before its "
-                       "backward or its activation send finished, or twice",
-                       r, i, x->mb);
+            return BAD(
+                "rank %d instruction %zu: FreeBuffer of micro-batch %d before its backward or its activation send finished, or twice",
+                r, i, x->mb);
         m->flags |= FREED;
         break;
     default:
         return BAD("rank %d instruction %zu: unknown opcode %d", r, i, (int)x->op);
     }
     if (!peer_ok)
-        return BAD("rank %d instruction %zu: %s of micro-batch %d: wrong peer %d, out of order "
-                   "or repeated",
-                   r, i, op, x->mb, x->peer);
+        return BAD(
+            "rank %d instruction %zu: %s of micro-batch %d: wrong peer %d, out of order or repeated",
+            r, i, op, x->mb, x->peer);
     if (x->op != DP_I_RECV_ACT_START && x->op != DP_I_RECV_GRAD_START && (m->flags & FWD) &&
         !same(x->shape, m->fwd_shape, 4))
         return BAD("rank %d instruction %zu: %s of micro-batch %d: wrong shape", r, i, op, x->mb);
@@ -357,9 +356,9 @@ static dp_status rank_end(const mb_state *m, int nmb, int r, int S)
         if (r > 0)
             want |= SG_START | SG_DONE;
         if ((f & SEEN) && (f & want) != want)
-            return BAD("rank %d: micro-batch %d is left unfinished (a missing forward, backward, "
-                       "send, receive or free)",
-                       r, j);
+            return BAD(
+                "rank %d: micro-batch %d is left unfinished (a missing forward, backward, send, receive or free)",
+                r, j);
     }
     return DP_OK;
 }
@@ -389,23 +388,23 @@ static dp_status match_channel(const dp_stream *st, int a, int b, int kind, int 
         if (i == st[a].n && j == st[b].n)
             return DP_OK;
         if (i == st[a].n)
-            return BAD("rank %d instruction %zu: %s of micro-batch %d from rank %d has no "
-                       "matching send",
-                       b, j, dp_opcode_name(ro), st[b].v[j].mb, a);
+            return BAD(
+                "rank %d instruction %zu: %s of micro-batch %d from rank %d has no matching send",
+                b, j, dp_opcode_name(ro), st[b].v[j].mb, a);
         if (j == st[b].n)
-            return BAD("rank %d instruction %zu: %s of micro-batch %d to rank %d has no "
-                       "matching receive",
-                       a, i, dp_opcode_name(so), st[a].v[i].mb, b);
+            return BAD(
+                "rank %d instruction %zu: %s of micro-batch %d to rank %d has no matching receive",
+                a, i, dp_opcode_name(so), st[a].v[i].mb, b);
         const dp_instr *x = &st[a].v[i], *y = &st[b].v[j];
         if (x->mb != y->mb)
-            return BAD("rank %d instruction %zu sends micro-batch %d to rank %d, which receives "
-                       "micro-batch %d at its instruction %zu: the orders differ",
-                       a, i, x->mb, b, y->mb, j);
+            return BAD(
+                "rank %d instruction %zu sends micro-batch %d to rank %d, which receives micro-batch %d at its instruction %zu: the orders differ",
+                a, i, x->mb, b, y->mb, j);
         if (!same(x->shape, y->shape, 4))
-            return BAD("rank %d instruction %zu sends micro-batch %d as [%d,%d,%d,%d]; rank %d "
-                       "receives it as [%d,%d,%d,%d]: wrong shape",
-                       a, i, x->mb, x->shape[0], x->shape[1], x->shape[2], x->shape[3], b,
-                       y->shape[0], y->shape[1], y->shape[2], y->shape[3]);
+            return BAD(
+                "rank %d instruction %zu sends micro-batch %d as [%d,%d,%d,%d]; rank %d receives it as [%d,%d,%d,%d]: wrong shape",
+                a, i, x->mb, x->shape[0], x->shape[1], x->shape[2], x->shape[3], b, y->shape[0],
+                y->shape[1], y->shape[2], y->shape[3]);
         *slot(send_pair, a, kind, x->mb, nmb) = (int32_t)j;
         *slot(recv_pair, b, kind, y->mb, nmb) = (int32_t)i;
         i++;
@@ -442,9 +441,9 @@ static dp_status rendezvous(const dp_stream *st, int S, int nmb, const int32_t *
         if (!moved) {
             for (int r = 0; r < S; r++)
                 if (pc[r] < st[r].n)
-                    return BAD("deadlock: rank %d waits at instruction %zu (%s of micro-batch "
-                               "%d) and no rank can move",
-                               r, pc[r], dp_opcode_name(st[r].v[pc[r]].op), st[r].v[pc[r]].mb);
+                    return BAD(
+                        "deadlock: rank %d waits at instruction %zu (%s of micro-batch %d) and no rank can move",
+                        r, pc[r], dp_opcode_name(st[r].v[pc[r]].op), st[r].v[pc[r]].mb);
         }
     }
 }
@@ -479,9 +478,9 @@ dp_status dp_check_streams(const dp_stream *st, int S)
             const dp_instr *x = &st[r].v[i];
             if (x->mb < 0 || x->mb >= DP_CHECK_MAX_MB || (unsigned)x->op >= DP_I_COUNT ||
                 x->peer < -1 || x->peer >= S)
-                return BAD("rank %d instruction %zu: micro-batch %d, opcode %d or peer %d out of "
-                           "range",
-                           r, i, x->mb, (int)x->op, x->peer);
+                return BAD(
+                    "rank %d instruction %zu: micro-batch %d, opcode %d or peer %d out of range", r,
+                    i, x->mb, (int)x->op, x->peer);
             nmb = x->mb + 1 > nmb ? x->mb + 1 : nmb;
         }
     size_t slots = (size_t)S * 2 * (size_t)(nmb ? nmb : 1);

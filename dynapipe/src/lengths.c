@@ -55,10 +55,10 @@ static dp_status columns(const dp_csv *c, dp_length_source *src, int col[3])
     if (col[0] < 0)
         col[0] = dp_csv_col(c, "length");
     if (col[0] < 0)
-        return dp_fail(DP_EFORMAT,
-                       "%s:%d: the header names no 'length' or 'input_len' column (accepted: "
-                       "input_len,target_len | length,count | input_len,output_len,count)",
-                       src->name, c->line);
+        return dp_fail(
+            DP_EFORMAT,
+            "%s:%d: the header names no 'length' or 'input_len' column (accepted: input_len,target_len | length,count | input_len,output_len,count)",
+            src->name, c->line);
     src->dims = col[1] >= 0 ? 2 : 1;
     return DP_OK;
 }
@@ -195,10 +195,10 @@ static dp_status parse_jsonl(const char *text, size_t len, dp_length_source *src
         if (b < e &&
             (json_any(b, e, in_keys, &in) != 0 || (rt = json_any(b, e, tgt_keys, &tgt)) < 0 ||
              in < -(1L << 30) || in > (1L << 30) || tgt < -(1L << 30) || tgt > (1L << 30)))
-            return dp_fail(DP_EFORMAT,
-                           "%s:%d: no readable input_len / input_ids (or a bad target_len / "
-                           "target_ids)",
-                           src->name, line);
+            return dp_fail(
+                DP_EFORMAT,
+                "%s:%d: no readable input_len / input_ids (or a bad target_len / target_ids)",
+                src->name, line);
         if (b < e) {
             dp_status st = grow(src, &cap);
             if (st != DP_OK)

@@ -44,23 +44,21 @@ static dp_status check_sample(const dp_cost_model *cm, const dp_config *cfg, con
         return dp_fail(DP_ERANGE, "sample %zu: input length %d (lengths must be > 0)", i,
                        x->input_len);
     if (t5 && x->target_len <= 0)
-        return dp_fail(DP_ERANGE,
-                       "sample %zu: target length %d (an encoder-decoder sample needs "
-                       "a target > 0)",
-                       i, x->target_len);
+        return dp_fail(
+            DP_ERANGE,
+            "sample %zu: target length %d (an encoder-decoder sample needs a target > 0)", i,
+            x->target_len);
     if (x->target_len < 0)
         return dp_fail(DP_ERANGE, "sample %zu: target length %d < 0", i, x->target_len);
     long seq = t5 ? x->input_len : (long)x->input_len + x->target_len;
     if (seq > m)
         return dp_fail(DP_ERANGE,
-                       "sample %zu (input %d, target %d): %s %ld exceeds the model "
-                       "maximum %d",
-                       i, x->input_len, x->target_len, t5 ? "input" : "sequence", seq, m);
+                       "sample %zu (input %d, target %d): %s %ld exceeds the model maximum %d", i,
+                       x->input_len, x->target_len, t5 ? "input" : "sequence", seq, m);
     if (t5 && x->target_len > mt)
         return dp_fail(DP_ERANGE,
-                       "sample %zu (input %d, target %d): target exceeds the model "
-                       "maximum %d",
-                       i, x->input_len, x->target_len, mt);
+                       "sample %zu (input %d, target %d): target exceeds the model maximum %d", i,
+                       x->input_len, x->target_len, mt);
     return DP_OK;
 }
 
@@ -87,11 +85,10 @@ static dp_status check_state(const dp_cost_model *cm, const dp_config *cfg)
         }
     }
     if (!(worst < cfg->memory_mb))
-        return dp_fail(DP_EINFEASIBLE,
-                       "--memory-mb %.0f is below the model state of stage %d "
-                       "(%.0f MB: parameters x param factor %g); more stages "
-                       "or more memory needed",
-                       cfg->memory_mb, at, worst, cfg->param_factor);
+        return dp_fail(
+            DP_EINFEASIBLE,
+            "--memory-mb %.0f is below the model state of stage %d (%.0f MB: parameters x param factor %g); more stages or more memory needed",
+            cfg->memory_mb, at, worst, cfg->param_factor);
     return DP_OK;
 }
 
@@ -292,11 +289,10 @@ static dp_status group_into(const dp_cost_model *cm, const dp_config *cfg, const
         }
     }
     if (bb == 0)
-        return dp_fail(DP_EINFEASIBLE,
-                       "%s: one %s of shape (%d, %d) does not fit any recompute "
-                       "mode under --memory-mb %.0f",
-                       what, strcmp(what, "packing") == 0 ? "row" : "sample", g->pin, g->ptgt,
-                       cfg->memory_mb);
+        return dp_fail(
+            DP_EINFEASIBLE,
+            "%s: one %s of shape (%d, %d) does not fit any recompute mode under --memory-mb %.0f",
+            what, strcmp(what, "packing") == 0 ? "row" : "sample", g->pin, g->ptgt, cfg->memory_mb);
     dp_status st = DP_OK;
     for (size_t u = 0; st == DP_OK && u < g->units; u += bb) {
         size_t e = u + bb < g->units ? u + bb : g->units;
@@ -384,10 +380,10 @@ static dp_status pack_t5(const dp_config *cfg, const dp_sample *s, size_t n, gro
     size_t rows = 0;
     for (size_t i = 0; st == DP_OK && i < n; i++) {
         if (s[i].input_len > cfg->pack_len || s[i].target_len > cfg->pack_target_len) {
-            st = dp_fail(DP_ERANGE,
-                         "packing: sample %zu (input %d, target %d) is longer than "
-                         "a row (--pack-len %d, --pack-target-len %d)",
-                         i, s[i].input_len, s[i].target_len, cfg->pack_len, cfg->pack_target_len);
+            st = dp_fail(
+                DP_ERANGE,
+                "packing: sample %zu (input %d, target %d) is longer than a row (--pack-len %d, --pack-target-len %d)",
+                i, s[i].input_len, s[i].target_len, cfg->pack_len, cfg->pack_target_len);
             break;
         }
         size_t r = 0;
@@ -557,10 +553,10 @@ static dp_status schedule_replica(const dp_config *cfg, dp_result *r, int d, con
     }
     free(t);
     if (st == DP_OK && !have)
-        st = dp_fail(DP_EINFEASIBLE,
-                     "replica %d: no selected schedule keeps the activations "
-                     "of its %zu micro-batches within --memory-mb %.0f",
-                     d, m, cfg->memory_mb);
+        st = dp_fail(
+            DP_EINFEASIBLE,
+            "replica %d: no selected schedule keeps the activations of its %zu micro-batches within --memory-mb %.0f",
+            d, m, cfg->memory_mb);
     return st;
 }
 

@@ -47,8 +47,9 @@ dp_status dp_config_check(const dp_config *c)
         return dp_fail(DP_EINVAL, "--pad-multiple %d: accepted 1..4096", c->pad_multiple);
     if (!(c->memory_mb > 0) || !(c->param_factor >= 0) || !(c->p2p_gbps > 0) ||
         !(c->p2p_latency_ms >= 0) || !(c->tmax_tol >= 0 && c->tmax_tol < 1) || c->hidden < 1)
-        return dp_fail(DP_EINVAL, "--memory-mb, --param-factor, --p2p-gbps, --p2p-latency-ms, "
-                                  "--tmax-tol or --hidden out of range");
+        return dp_fail(
+            DP_EINVAL,
+            "--memory-mb, --param-factor, --p2p-gbps, --p2p-latency-ms, --tmax-tol or --hidden out of range");
     if (!(c->rc_mask & 7u) || !(c->sched_mask & 3u))
         return dp_fail(DP_EINVAL, "no recompute mode or no schedule selected");
     if (c->max_len < 0 || c->max_target < 0 || c->pack_len < 1 || c->pack_target_len < 0 ||
@@ -107,11 +108,10 @@ static bool layer_values(const dp_cost_model *cm, dp_rc rc, int mbs, int in, int
         v->stored[c] = dp_cm_stored(cm, rc, (dp_component)c, mbs, in, tgt);
         v->peak[c] = dp_cm_peak(cm, rc, (dp_component)c, mbs, in, tgt);
         if (isnan(v->f[c] + v->b[c] + v->stored[c] + v->peak[c])) {
-            snprintf(why, whylen,
-                     "(mbs %d, input %d, target %d) is outside the profiled %s grid of %s "
-                     "(recompute %s)",
-                     mbs, in, tgt, c ? "decoder" : "encoder", dp_cost_model_name(cm),
-                     dp_rc_name(rc));
+            snprintf(
+                why, whylen,
+                "(mbs %d, input %d, target %d) is outside the profiled %s grid of %s (recompute %s)",
+                mbs, in, tgt, c ? "decoder" : "encoder", dp_cost_model_name(cm), dp_rc_name(rc));
             return false;
         }
     }
@@ -147,10 +147,10 @@ void dp_mb_evaluate(const dp_cost_model *cm, const dp_config *cfg, dp_rc rc, int
         double limit = cfg->memory_mb - dp_stage_state_mb(cm, cfg, rc, s);
         double need = (S - s) * out->stored_mb[s] + out->peak_mb[s];
         if (need > limit) {
-            snprintf(out->why, sizeof out->why,
-                     "(mbs %d, input %d, target %d) needs %.0f MB of activations on stage %d "
-                     "(recompute %s), over the %.0f MB that --memory-mb %.0f leaves",
-                     mbs, pad_in, pad_tgt, need, s, dp_rc_name(rc), limit, cfg->memory_mb);
+            snprintf(
+                out->why, sizeof out->why,
+                "(mbs %d, input %d, target %d) needs %.0f MB of activations on stage %d (recompute %s), over the %.0f MB that --memory-mb %.0f leaves",
+                mbs, pad_in, pad_tgt, need, s, dp_rc_name(rc), limit, cfg->memory_mb);
             return;
         }
         worst = fmax(worst, out->fwd_ms[s] + out->bwd_ms[s]);

@@ -104,10 +104,10 @@ static int load_batch(const opts *o, const char *lengths, const dp_cost_model *c
     if (dp_lengths_load(lengths, &src) != DP_OK)
         return fail();
     if (src.histogram && src.dims == 1 && dp_cost_model_encdec(cm) && o->target_len <= 0) {
-        fprintf(stderr,
-                "dynapipe: %s is a histogram of single lengths; an encoder-decoder model "
-                "also needs targets: give --target-len\n",
-                lengths);
+        fprintf(
+            stderr,
+            "dynapipe: %s is a histogram of single lengths; an encoder-decoder model also needs targets: give --target-len\n",
+            lengths);
         dp_lengths_free(&src);
         return 1;
     }
@@ -119,10 +119,10 @@ static int load_batch(const opts *o, const char *lengths, const dp_cost_model *c
     if (st != DP_OK)
         return fail();
     if (s->left_out)
-        fprintf(stderr,
-                "dynapipe: %s: --tokens-per-batch %ld took the first %zu samples; %zu samples "
-                "(%ld tokens) left out\n",
-                lengths, tokens, s->n, s->left_out, s->left_out_tokens);
+        fprintf(
+            stderr,
+            "dynapipe: %s: --tokens-per-batch %ld took the first %zu samples; %zu samples (%ld tokens) left out\n",
+            lengths, tokens, s->n, s->left_out, s->left_out_tokens);
     return 0;
 }
 
@@ -166,30 +166,29 @@ static const char *rc_label(const dp_result *r)
 
 static void json_result(const dp_result *r)
 {
-    printf("\"n_microbatches\":%zu,\"t_max_ms\":%.4f,\"objective_ms\":%.4f,\"iteration_ms\":%.4f,"
-           "\"tokens_per_s\":%.2f,\"recompute\":\"%s\",\"schedule\":\"%s\",\"real_tokens\":%ld,"
-           "\"padded_tokens\":%ld",
-           r->n_mb, r->t_max_ms, r->objective_ms, r->iteration_ms, r->tokens_per_s, rc_label(r),
-           dp_sched_name(r->schedule), r->real_tokens, r->padded_tokens);
+    printf(
+        "\"n_microbatches\":%zu,\"t_max_ms\":%.4f,\"objective_ms\":%.4f,\"iteration_ms\":%.4f,\"tokens_per_s\":%.2f,\"recompute\":\"%s\",\"schedule\":\"%s\",\"real_tokens\":%ld,\"padded_tokens\":%ld",
+        r->n_mb, r->t_max_ms, r->objective_ms, r->iteration_ms, r->tokens_per_s, rc_label(r),
+        dp_sched_name(r->schedule), r->real_tokens, r->padded_tokens);
 }
 
 static void print_json(const opts *o, const dp_cost_model *cm, const dp_samples *s,
                        const planned *p)
 {
     const dp_result *r = &p->r[0];
-    printf("{\"model\":\"%s\",\"stages\":%d,\"dp\":%d,\"memory_mb\":%.0f,\"samples\":%zu,"
-           "\"left_out\":{\"samples\":%zu,\"tokens\":%ld},",
-           dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n,
-           s->left_out, s->left_out_tokens);
+    printf(
+        "{\"model\":\"%s\",\"stages\":%d,\"dp\":%d,\"memory_mb\":%.0f,\"samples\":%zu,\"left_out\":{\"samples\":%zu,\"tokens\":%ld},",
+        dp_cost_model_name(cm), o->cfg.stages, o->cfg.dp_size, o->cfg.memory_mb, s->n, s->left_out,
+        s->left_out_tokens);
     printf("\"microbatches\":[");
     for (size_t k = 0; k < r->n_mb; k++) {
         const dp_microbatch *m = &r->mb[k];
         printf("%s\n{\"samples\":[", k ? "," : "");
         for (size_t i = 0; i < m->n; i++)
             printf("%s%zu", i ? "," : "", m->samples[i]);
-        printf("],\"padded_input\":%d,\"padded_target\":%d,\"cost_ms\":%.4f,\"replica\":%d,"
-               "\"recompute\":\"%s\"}",
-               m->padded_input, m->padded_target, m->cost_ms, m->replica, dp_rc_name(m->rc));
+        printf(
+            "],\"padded_input\":%d,\"padded_target\":%d,\"cost_ms\":%.4f,\"replica\":%d,\"recompute\":\"%s\"}",
+            m->padded_input, m->padded_target, m->cost_ms, m->replica, dp_rc_name(m->rc));
     }
     printf("],\n");
     json_result(r);
@@ -223,11 +222,11 @@ static void print_text(const opts *o, const dp_cost_model *cm, const dp_samples 
         printf("  #%-3zu %3zu samples padded to (%4d, %4d)  %8.2f ms  replica %d  %s\n", k, m->n,
                m->padded_input, m->padded_target, m->cost_ms, m->replica, dp_rc_name(m->rc));
     }
-    printf("DynaPipe: T_max %.1f ms, objective %.1f ms, simulated iteration %.1f ms, %.0f "
-           "tokens/s, %.1f%% padding; planned in %.2f ms\n",
-           r->t_max_ms, r->objective_ms, r->iteration_ms, r->tokens_per_s,
-           100.0 * (double)(r->padded_tokens - r->real_tokens) / (double)r->padded_tokens,
-           p->plan_s * 1e3);
+    printf(
+        "DynaPipe: T_max %.1f ms, objective %.1f ms, simulated iteration %.1f ms, %.0f tokens/s, %.1f%% padding; planned in %.2f ms\n",
+        r->t_max_ms, r->objective_ms, r->iteration_ms, r->tokens_per_s,
+        100.0 * (double)(r->padded_tokens - r->real_tokens) / (double)r->padded_tokens,
+        p->plan_s * 1e3);
     printf("%-13s %6s %-9s %-6s %12s %10s %12s\n", "method", "mbs", "recompute", "sched",
            "iteration_ms", "tokens/s", "DynaPipe_x");
     for (int m = 0; m < DP_METHOD_COUNT; m++) {
@@ -486,15 +485,13 @@ static int cmd_bench(opts *o)
                 strerror(errno));
         return 1;
     }
-    fprintf(out.csv, "model,data,stages,tokens_per_batch,samples,real_tokens,dynapipe_tps,"
-                     "padding_tps,packing_tps,token_budget_tps,micro_batches,recompute,schedule,"
-                     "plan_ms_first,plan_ms_median,order_adjacency,sorted_adjacency,"
-                     "dynapipe_rc_per_microbatch_tps\n");
+    fprintf(
+        out.csv,
+        "model,data,stages,tokens_per_batch,samples,real_tokens,dynapipe_tps,padding_tps,packing_tps,token_budget_tps,micro_batches,recompute,schedule,plan_ms_first,plan_ms_median,order_adjacency,sorted_adjacency,dynapipe_rc_per_microbatch_tps\n");
     if (out.md)
-        fprintf(out.md, "| model | data | stages | tokens/batch | samples | DynaPipe tokens/s | "
-                        "x padding | x packing | x token budget | micro-batches, recompute, "
-                        "schedule | plan ms (median) |\n|---|---|---|---|---|---|---|---|---|---"
-                        "|---|\n");
+        fprintf(
+            out.md,
+            "| model | data | stages | tokens/batch | samples | DynaPipe tokens/s | x padding | x packing | x token budget | micro-batches, recompute, schedule | plan ms (median) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     int rc = 0;
     char m[64];
     for (const char *mp = o->models; !rc && next_item(&mp, m, sizeof m);)

@@ -39,8 +39,7 @@ const char usage[] =
     "  --max-len L --max-target L [the cost model's grid]  --target-len L [0: 1-D histograms]\n"
     "Environment: DYNAPIPE_COST_MODEL, DYNAPIPE_MEMORY_MB, DYNAPIPE_PAD_MULTIPLE, DYNAPIPE_SEED\n"
     "  (options override them).\n"
-    "Exit status: 0 ok, 1 error in the data (a message names the sample, file or limit), 2 "
-    "usage.\n";
+    "Exit status: 0 ok, 1 error in the data (a message names the sample, file or limit), 2 usage.\n";
 
 /* A number option; -1 (after a usage message) when malformed. */
 static int num(const char *name, const char *s, double lo, double hi, double *v)
@@ -50,8 +49,7 @@ static int num(const char *name, const char *s, double lo, double hi, double *v)
     double d = strtod(s, &end);
     if (end == s || *end || errno || !(d >= lo && d <= hi)) {
         fprintf(stderr,
-                "dynapipe: --%s '%s': expected a number from %g to %g\n(see dynapipe "
-                "--help)\n",
+                "dynapipe: --%s '%s': expected a number from %g to %g\n(see dynapipe --help)\n",
                 name, s, lo, hi);
         return -1;
     }

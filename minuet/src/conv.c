@@ -522,10 +522,10 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
         size_t a = o->transposed ? map->n_out : map->n_in,
                b = o->transposed ? map->n_in : map->n_out;
         if (a != n_in || b != n_out)
-            return mn_fail(MN_EINVAL,
-                           "the kernel map was built for %zu inputs and %zu outputs, given %zu "
-                           "and %zu%s: the shapes do not match",
-                           a, b, n_in, n_out, o->transposed ? " (transposed)" : "");
+            return mn_fail(
+                MN_EINVAL,
+                "the kernel map was built for %zu inputs and %zu outputs, given %zu and %zu%s: the shapes do not match",
+                a, b, n_in, n_out, o->transposed ? " (transposed)" : "");
     }
     check_job J = {.map = map,
                    .tr = o->transposed,
@@ -539,15 +539,15 @@ mn_status mn_conv_check_args(const mn_kmap *map, const float *in, size_t n_in, i
     mn_region(threads_for((built ? 0 : map->total) + J.values / 4, threads), check_part, &J);
     for (int t = 0; t < MAX_THREADS; t++) { /* the map's failures first, then the features' */
         if (J.bad[t].kind == 1)
-            return mn_fail(MN_EINVAL,
-                           "the kernel map refers to row %zu of %zu inputs / %zu of "
-                           "%zu outputs: the shapes do not match",
-                           J.bad[t].gi, n_in, J.bad[t].so, n_out);
+            return mn_fail(
+                MN_EINVAL,
+                "the kernel map refers to row %zu of %zu inputs / %zu of %zu outputs: the shapes do not match",
+                J.bad[t].gi, n_in, J.bad[t].so, n_out);
         if (J.bad[t].kind == 2)
-            return mn_fail(MN_EINVAL,
-                           "kernel map offset %d: the rows it adds to are not strictly "
-                           "ascending at pair %zu (maps from mn_kmap_build are)",
-                           J.bad[t].k, J.bad[t].p);
+            return mn_fail(
+                MN_EINVAL,
+                "kernel map offset %d: the rows it adds to are not strictly ascending at pair %zu (maps from mn_kmap_build are)",
+                J.bad[t].k, J.bad[t].p);
     }
     for (int t = 0; t < MAX_THREADS; t++)
         if (J.bad[t].kind == 3)

@@ -888,10 +888,10 @@ mn_status mn_conv_outputs(const mn_coords *in, int K, int stride, int padding, i
     memset(out, 0, sizeof *out);
     if (K < 1 || K > 15 || stride < 1 || padding < 0 || dilation < 1 || stride > (1 << 20) ||
         padding > (1 << 20) || dilation > (1 << 20))
-        return mn_fail(MN_EINVAL,
-                       "kernel %d, stride %d, padding %d, dilation %d: accepted a kernel of "
-                       "1 to 15, stride and dilation >= 1, padding >= 0",
-                       K, stride, padding, dilation);
+        return mn_fail(
+            MN_EINVAL,
+            "kernel %d, stride %d, padding %d, dilation %d: accepted a kernel of 1 to 15, stride and dilation >= 1, padding >= 0",
+            K, stride, padding, dilation);
     for (int d = 0; d < 3; d++)
         if (out_shape[d] < 1)
             return mn_fail(MN_EINVAL, "output shape %d x %d x %d: every size must be >= 1",

@@ -107,10 +107,10 @@ mn_status mn_cloud_read(const char *path, mn_cloud *cl)
     int ply = strcasecmp(ext, ".ply") == 0;
     if (!ply && strcasecmp(ext, ".xyz") != 0 && strcasecmp(ext, ".txt") != 0 &&
         strcasecmp(ext, ".pts") != 0)
-        return mn_fail(MN_EINVAL,
-                       "'%s': unknown point cloud extension '%s' (accepted: .ply, .xyz, .txt, "
-                       ".pts, in any case)",
-                       path, ext);
+        return mn_fail(
+            MN_EINVAL,
+            "'%s': unknown point cloud extension '%s' (accepted: .ply, .xyz, .txt, .pts, in any case)",
+            path, ext);
     char *buf = NULL;
     size_t len = 0;
     mn_status s = mn_read_file(path, &buf, &len);
@@ -146,10 +146,10 @@ static mn_status voxel_rows(const mn_cloud *cl, double voxel, int batch, int32_t
                 return mn_fail(MN_ENAN, "voxelize: point %zu has a non-finite coordinate %g", i, p);
             double q = floor(p / voxel);
             if (!(q >= (double)INT32_MIN && q <= (double)INT32_MAX))
-                return mn_fail(MN_ERANGE,
-                               "voxelize: point %zu (%g, %g, %g) / voxel %g is outside the int32 "
-                               "range",
-                               i, cl->xyz[3 * i], cl->xyz[3 * i + 1], cl->xyz[3 * i + 2], voxel);
+                return mn_fail(
+                    MN_ERANGE,
+                    "voxelize: point %zu (%g, %g, %g) / voxel %g is outside the int32 range", i,
+                    cl->xyz[3 * i], cl->xyz[3 * i + 1], cl->xyz[3 * i + 2], voxel);
             c[4 * i + 1 + (size_t)d] = (int32_t)q;
         }
     }

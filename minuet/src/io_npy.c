@@ -60,10 +60,10 @@ static mn_status parse_preamble(const unsigned char *b, size_t len, size_t *hsta
     *hstart = 8 + lsize;
     *hlen = n;
     if (n > len - *hstart)
-        return mn_fail(MN_EFORMAT,
-                       "header length %u runs past the end of the file (%zu bytes after the "
-                       "preamble)",
-                       (unsigned)n, len - *hstart);
+        return mn_fail(
+            MN_EFORMAT,
+            "header length %u runs past the end of the file (%zu bytes after the preamble)",
+            (unsigned)n, len - *hstart);
     return MN_OK;
 }
 
@@ -209,8 +209,7 @@ static mn_status parse_dict(const char *text, size_t n, npy_header *h)
         return mn_fail(MN_EFORMAT, "header: unexpected text after the dict");
     if (h->seen != 7)
         return mn_fail(MN_EFORMAT,
-                       "header: missing key '%s' (needed: 'descr', 'fortran_order', "
-                       "'shape')",
+                       "header: missing key '%s' (needed: 'descr', 'fortran_order', 'shape')",
                        !(h->seen & 1)   ? "descr"
                        : !(h->seen & 2) ? "fortran_order"
                                         : "shape");

@@ -135,13 +135,14 @@ static mn_status parse_format(const tok *t, int nt, ply_header *h)
     if (nt != 3 || !tok_eq(t[0], "format"))
         return mn_fail(MN_EFORMAT, "header line 2: expected 'format FORMAT 1.0'");
     if (tok_eq(t[1], "binary_big_endian"))
-        return mn_fail(MN_EFORMAT, "binary_big_endian PLY is not supported (accepted: ascii, "
-                                   "binary_little_endian)");
+        return mn_fail(
+            MN_EFORMAT,
+            "binary_big_endian PLY is not supported (accepted: ascii, binary_little_endian)");
     if (!tok_eq(t[1], "ascii") && !tok_eq(t[1], "binary_little_endian"))
-        return mn_fail(MN_EFORMAT,
-                       "header line 2: unknown format '%.*s' (accepted: ascii, "
-                       "binary_little_endian)",
-                       SHOWN(t[1]));
+        return mn_fail(
+            MN_EFORMAT,
+            "header line 2: unknown format '%.*s' (accepted: ascii, binary_little_endian)",
+            SHOWN(t[1]));
     if (!tok_eq(t[2], "1.0"))
         return mn_fail(MN_EFORMAT, "header line 2: PLY version '%.*s' (accepted: 1.0)",
                        SHOWN(t[2]));
@@ -201,18 +202,18 @@ static mn_status parse_property(const tok *t, int nt, size_t line, ply_header *h
                        PLY_MAX_PROPS, e->name);
     bool list = nt >= 2 && tok_eq(t[1], "list");
     if (nt != (list ? 5 : 3))
-        return mn_fail(MN_EFORMAT,
-                       "header line %zu: expected 'property TYPE NAME' or 'property list "
-                       "COUNT_TYPE ITEM_TYPE NAME'",
-                       line);
+        return mn_fail(
+            MN_EFORMAT,
+            "header line %zu: expected 'property TYPE NAME' or 'property list COUNT_TYPE ITEM_TYPE NAME'",
+            line);
     ply_prop *p = &e->props[e->nprops];
     p->count_type = list ? parse_type(t[2]) : T_NONE;
     p->type = parse_type(t[list ? 3 : 1]);
     if (p->type == T_NONE || (list && (p->count_type == T_NONE || p->count_type >= T_F32)))
-        return mn_fail(MN_EFORMAT,
-                       "header line %zu: bad property type (accepted: char uchar short ushort "
-                       "int uint float double, int8 ... float64; list counts: integer types)",
-                       line);
+        return mn_fail(
+            MN_EFORMAT,
+            "header line %zu: bad property type (accepted: char uchar short ushort int uint float double, int8 ... float64; list counts: integer types)",
+            line);
     p->axis = axis_of(h, t[nt - 1]);
     if (p->axis >= 0 && (list || h->axis_seen[p->axis]))
         return mn_fail(MN_EFORMAT, "header line %zu: vertex property '%c' is %s", line,
@@ -231,10 +232,10 @@ static mn_status header_line(const tok *t, int nt, size_t line, ply_header *h)
         return parse_element(t, nt, line, h);
     if (tok_eq(t[0], "property"))
         return parse_property(t, nt, line, h);
-    return mn_fail(MN_EFORMAT,
-                   "header line %zu: unknown keyword '%.*s' (accepted: comment, obj_info, "
-                   "element, property, end_header)",
-                   line, SHOWN(t[0]));
+    return mn_fail(
+        MN_EFORMAT,
+        "header line %zu: unknown keyword '%.*s' (accepted: comment, obj_info, element, property, end_header)",
+        line, SHOWN(t[0]));
 }
 
 static mn_status check_vertex(const ply_header *h)
@@ -383,11 +384,11 @@ static mn_status read_element(body *r, mn_cloud *cl, bool vertex)
         return MN_OK; /* no properties: rows of nothing, no data to read or skip */
     r->row = 0;
     if (r->e->count > room / least)
-        return mn_fail(MN_EFORMAT,
-                       "truncated: element '%s' declares %llu rows of at least %zu %s, the "
-                       "%zu left hold at most %zu",
-                       r->e->name, (unsigned long long)r->e->count, least,
-                       r->binary ? "bytes" : "characters", room, room / least);
+        return mn_fail(
+            MN_EFORMAT,
+            "truncated: element '%s' declares %llu rows of at least %zu %s, the %zu left hold at most %zu",
+            r->e->name, (unsigned long long)r->e->count, least, r->binary ? "bytes" : "characters",
+            room, room / least);
     if (vertex && r->e->count > 0) {
         cl->xyz = malloc((size_t)r->e->count * 3 * sizeof *cl->xyz);
         if (!cl->xyz)

@@ -832,10 +832,10 @@ mn_status mn_kmap_build(const mn_coords *in, const mn_coords *out, int K, int t_
 {
     memset(map, 0, sizeof *map);
     if (K < 1 || K > 15 || t_in < 1 || dilation < 1 || (int64_t)t_in * dilation > (1 << 24))
-        return mn_fail(MN_EINVAL,
-                       "kernel %d, tensor stride %d, dilation %d: accepted kernel 1..15, "
-                       "strides and dilation >= 1",
-                       K, t_in, dilation);
+        return mn_fail(
+            MN_EINVAL,
+            "kernel %d, tensor stride %d, dilation %d: accepted kernel 1..15, strides and dilation >= 1",
+            K, t_in, dilation);
     if (method != MN_SORT && method != MN_HASH)
         return mn_fail(MN_EINVAL, "unknown map method %d", (int)method);
     if (in->n > INT32_MAX || out->n > INT32_MAX)

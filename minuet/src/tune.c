@@ -82,15 +82,15 @@ static void load_config(void)
         snprintf(cfg.msg, sizeof cfg.msg, "%s", err.msg);
     } else if (cfg.device == 1) {
         cfg.status = MN_EINVAL;
-        snprintf(cfg.msg, sizeof cfg.msg,
-                 "MINUET_DEVICE=cuda: this libminuet has no CUDA backend (only the CPU "
-                 "backend is built); use cpu or auto");
+        snprintf(
+            cfg.msg, sizeof cfg.msg,
+            "MINUET_DEVICE=cuda: this libminuet has no CUDA backend (only the CPU backend is built); use cpu or auto");
     } else if (cfg.isa > 0 && mn_gemm_set_isa(isa_names[cfg.isa]) != 0) {
         cfg.status = MN_EINVAL;
-        snprintf(cfg.msg, sizeof cfg.msg,
-                 "MINUET_ISA=%s: this CPU lacks it (its best kernel is %s); use auto, or a "
-                 "lesser one",
-                 isa_names[cfg.isa], mn_cpu_kernel());
+        snprintf(
+            cfg.msg, sizeof cfg.msg,
+            "MINUET_ISA=%s: this CPU lacks it (its best kernel is %s); use auto, or a lesser one",
+            isa_names[cfg.isa], mn_cpu_kernel());
     }
 }
 
@@ -257,8 +257,9 @@ static bool read_entry(rd *r, mn_tune_entry *e)
     if (!lit(r, '}'))
         return !(r->why = "'}' expected");
     if ((seen & 0x3fu) != 0x3fu) /* device, shape and the four choices are required */
-        return !(r->why = "an entry without device, shape, group_threshold, batch_rows, "
-                          "tile_rows or tile_channels");
+        return !(
+            r->why =
+                "an entry without device, shape, group_threshold, batch_rows, tile_rows or tile_channels");
     return true;
 }
 
@@ -305,10 +306,10 @@ static void read_cache(void)
         size_t line = 1;
         for (const char *q = buf; q < r.p; q++)
             line += *q == '\n';
-        fprintf(stderr,
-                "minuet: MINUET_TUNE_CACHE=%s: line %zu: %s; the file is ignored and left as "
-                "it is (remove it to start a new cache)\n",
-                cfg.cache, line, r.why);
+        fprintf(
+            stderr,
+            "minuet: MINUET_TUNE_CACHE=%s: line %zu: %s; the file is ignored and left as it is (remove it to start a new cache)\n",
+            cfg.cache, line, r.why);
         file_bad = true;
     }
     free(buf);
@@ -354,12 +355,11 @@ static void write_cache(void)
             put_json_string(f, e->device);
             fprintf(f, ", \"shape\": ");
             put_json_string(f, e->shape);
-            fprintf(f,
-                    ", \"group_threshold\": %.17g, \"batch_rows\": %zu, \"tile_rows\": %zu, "
-                    "\"tile_channels\": %d, \"dataflow\": \"%s\", \"tuned_ms\": %.4f, "
-                    "\"default_ms\": %.4f}",
-                    e->group_threshold, e->batch_rows, e->tile_rows, e->tile_channels,
-                    e->dataflow == MN_FUSED ? "fused" : "grouped", e->tuned_ms, e->default_ms);
+            fprintf(
+                f,
+                ", \"group_threshold\": %.17g, \"batch_rows\": %zu, \"tile_rows\": %zu, \"tile_channels\": %d, \"dataflow\": \"%s\", \"tuned_ms\": %.4f, \"default_ms\": %.4f}",
+                e->group_threshold, e->batch_rows, e->tile_rows, e->tile_channels,
+                e->dataflow == MN_FUSED ? "fused" : "grouped", e->tuned_ms, e->default_ms);
         }
         fprintf(f, "\n]}\n");
     }

@@ -38,8 +38,7 @@ static const char usage[] =
     "Environment: MINUET_DEVICE=cpu|cuda|auto (default auto: the CPU backend, the only one\n"
     "built), MINUET_TUNE=on|off (default on: conv and bench autotune each layer shape),\n"
     "MINUET_TUNE_CACHE=FILE (JSON; keeps the tuned choices across runs).\n"
-    "Options may be given in any order. Exit status: 0 ok, 1 error (a message says why), 2 "
-    "usage.\n";
+    "Options may be given in any order. Exit status: 0 ok, 1 error (a message says why), 2 usage.\n";
 
 typedef struct opts {
     const char *input, *coords, *feats, *weights, *out, *out_coords;
@@ -261,8 +260,7 @@ static int cmd_bench_kmap(const opts *o)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf(
-        "%zu points, %zu voxels (%g), kernel %d, %d threads: %zu pairs; sort %.4f s + map %.4f s "
-        "= %.4f s; hash map %.4f s; hash / sort-based (sort included) %.1fx; peak RSS %ld MiB\n",
+        "%zu points, %zu voxels (%g), kernel %d, %d threads: %zu pairs; sort %.4f s + map %.4f s = %.4f s; hash map %.4f s; hash / sort-based (sort included) %.1fx; peak RSS %ld MiB\n",
         cl.n, co.n, o->voxel, o->K, o->threads, pairs, sort_s, best[0], sort_s + best[0], best[1],
         best[1] / (sort_s + best[0]), ru.ru_maxrss / 1024);
     mn_cloud_free(&cl);
@@ -313,11 +311,11 @@ static int cmd_bench(const opts *o)
     mn_net_stats st;
     if (mn_net_create(kind, 4, w, 1, &net) != MN_OK)
         return fail();
-    printf("%s on %zu points -> %zu voxels (%g), widths %d,%d,%d,%d,%d, %d threads, maps %s, "
-           "autotune %s:\n",
-           o->net, cl.n, co.n, o->voxel, w[0], w[1], w[2], w[3], w[4],
-           o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
-           o->method == MN_SORT ? "sort" : "hash", mn_tune_enabled() ? "on" : "off");
+    printf(
+        "%s on %zu points -> %zu voxels (%g), widths %d,%d,%d,%d,%d, %d threads, maps %s, autotune %s:\n",
+        o->net, cl.n, co.n, o->voxel, w[0], w[1], w[2], w[3], w[4],
+        o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN),
+        o->method == MN_SORT ? "sort" : "hash", mn_tune_enabled() ? "on" : "off");
     /* Twice: the first run tunes the layer shapes it meets (unless cached), the second is
      * the steady state. */
     for (int run = 0; run < 2; run++) {
@@ -327,20 +325,19 @@ static int cmd_bench(const opts *o)
         double sum = 0;
         for (size_t i = 0; i < ny * (size_t)cy; i++)
             sum += y[i];
-        printf("  %s run: %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, tuning %.3f s, "
-               "gather %.3f s, GEMM %.3f s, scatter %.3f s, other %.3f s; output %zu x %d "
-               "(checksum %.6g)\n",
-               run ? "second" : "first", st.convs, st.pairs, st.total_s, st.map_s, st.tune_s,
-               st.gather_s, st.gemm_s, st.scatter_s, st.other_s, ny, cy, sum);
+        printf(
+            "  %s run: %zu convolutions, %zu pairs; total %.3f s: maps %.3f s, tuning %.3f s, gather %.3f s, GEMM %.3f s, scatter %.3f s, other %.3f s; output %zu x %d (checksum %.6g)\n",
+            run ? "second" : "first", st.convs, st.pairs, st.total_s, st.map_s, st.tune_s,
+            st.gather_s, st.gemm_s, st.scatter_s, st.other_s, ny, cy, sum);
     }
     mn_tune_entry te[64];
     size_t nt = mn_tune_entries(te, 64);
     for (size_t i = 0; i < nt && i < 64; i++)
-        printf("  tuned %-52s %-7s threshold %-4g batch %-10zu tile %4zu x %-3d sample %.2f ms "
-               "(defaults %.2f ms)%s\n",
-               te[i].shape, te[i].dataflow == MN_FUSED ? "fused" : "grouped", te[i].group_threshold,
-               te[i].batch_rows, te[i].tile_rows, te[i].tile_channels, te[i].tuned_ms,
-               te[i].default_ms, te[i].from_cache ? ", from the cache" : "");
+        printf(
+            "  tuned %-52s %-7s threshold %-4g batch %-10zu tile %4zu x %-3d sample %.2f ms (defaults %.2f ms)%s\n",
+            te[i].shape, te[i].dataflow == MN_FUSED ? "fused" : "grouped", te[i].group_threshold,
+            te[i].batch_rows, te[i].tile_rows, te[i].tile_channels, te[i].tuned_ms,
+            te[i].default_ms, te[i].from_cache ? ", from the cache" : "");
     for (int m = 0; m < 2; m++) { /* the level-0 map alone, both ways */
         mn_kmap km;
         double t0 = now();

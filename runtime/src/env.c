@@ -135,10 +135,10 @@ int rt_parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *out, rt_e
     }
     rt_format_size(min, lo, sizeof lo);
     rt_format_size(max, hi, sizeof hi);
-    return rt_err_set(err, EINVAL,
-                      "%s; accepted: a whole number of bytes with an optional K, M, G or T "
-                      "suffix (powers of 1024), from %s to %s",
-                      why, lo, hi);
+    return rt_err_set(
+        err, EINVAL,
+        "%s; accepted: a whole number of bytes with an optional K, M, G or T suffix (powers of 1024), from %s to %s",
+        why, lo, hi);
 }
 
 static const struct {
@@ -217,10 +217,10 @@ int rt_parse_duration(const char *s, uint64_t unit_ns, uint64_t min_ns, uint64_t
     format_duration(min_ns, lo, sizeof lo);
     format_duration(max_ns, hi, sizeof hi);
     format_duration(unit_ns, unit, sizeof unit);
-    return rt_err_set(err, EINVAL,
-                      "%s; accepted: a number with an optional unit ns, us, ms, s, m or h "
-                      "(bare numbers count in units of %s), from %s to %s",
-                      why, unit, lo, hi);
+    return rt_err_set(
+        err, EINVAL,
+        "%s; accepted: a number with an optional unit ns, us, ms, s, m or h (bare numbers count in units of %s), from %s to %s",
+        why, unit, lo, hi);
 }
 
 int rt_parse_bool(const char *s, bool *out, rt_err *err)
@@ -346,14 +346,12 @@ int rt_parse_hostports(const char *s, size_t max_n, rt_hostports *out, rt_err *e
             q--;
         if (out->n == max_n)
             return rt_err_set(err, EINVAL,
-                              "more than %zu entries; accepted: 1 to %zu "
-                              "comma-separated HOST:PORT",
+                              "more than %zu entries; accepted: 1 to %zu comma-separated HOST:PORT",
                               max_n, max_n);
         rt_err one;
         if (q == p)
             return rt_err_set(err, EINVAL,
-                              "empty entry %zu; accepted: 1 to %zu "
-                              "comma-separated HOST:PORT",
+                              "empty entry %zu; accepted: 1 to %zu comma-separated HOST:PORT",
                               out->n + 1, max_n);
         if (parse_hostport_n(p, (size_t)(q - p), 1, &out->v[out->n], &one) < 0)
             return rt_err_set(err, EINVAL, "entry %zu: %s", out->n + 1, one.msg);

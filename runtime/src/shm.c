@@ -77,12 +77,11 @@ int rt_shm_open(rt_shm *s, const char *name, uint32_t magic, uint32_t version, s
         if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == RT_SHM_READY) {
             if (h->magic != magic || h->version != version || h->size != size ||
                 (size_t)st.st_size != total) {
-                rc = rt_err_set(err, EPROTO,
-                                "segment %s has magic %08x version %u size %llu; expected "
-                                "magic %08x version %u size %zu (remove /dev/shm%s if no "
-                                "process uses it)",
-                                path, h->magic, h->version, (unsigned long long)h->size, magic,
-                                version, size, path);
+                rc = rt_err_set(
+                    err, EPROTO,
+                    "segment %s has magic %08x version %u size %llu; expected magic %08x version %u size %zu (remove /dev/shm%s if no process uses it)",
+                    path, h->magic, h->version, (unsigned long long)h->size, magic, version, size,
+                    path);
                 munmap(map, (size_t)st.st_size);
                 goto out;
             }

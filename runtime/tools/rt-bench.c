@@ -51,9 +51,9 @@ static void fmt_call(char *buf, size_t len, const char *f, ...)
 int main(int argc, char **argv)
 {
     if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-        fprintf(stderr, "usage: rt-bench OUT_DIR\n  writes OUT_DIR/runtime.csv and "
-                        "OUT_DIR/runtime.md: CRC-32C (hardware and table), histogram "
-                        "recording and log formatting costs\n");
+        fprintf(
+            stderr,
+            "usage: rt-bench OUT_DIR\n  writes OUT_DIR/runtime.csv and OUT_DIR/runtime.md: CRC-32C (hardware and table), histogram recording and log formatting costs\n");
         return argc == 2 ? 0 : 2;
     }
     size_t lens[] = {64, 4096, 65536};

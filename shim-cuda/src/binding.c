@@ -83,9 +83,9 @@ void load_driver(void)
 #undef LOAD_NEXT
     orion_driver.ok = ok;
     if (!ok)
-        rt_log(&lg, RT_LOG_ERROR,
-               "the driver lacks entry points the shim needs (events, "
-               "capture status, contexts); passing every call through");
+        rt_log(
+            &lg, RT_LOG_ERROR,
+            "the driver lacks entry points the shim needs (events, capture status, contexts); passing every call through");
 }
 
 /* ---- bindings ---------------------------------------------------------------------------- */
@@ -141,9 +141,8 @@ static void *bind_real(family *f, void *real, bool ptsz)
     else if (!f->warned) {
         f->warned = true;
         rt_log(&lg, RT_LOG_WARN,
-               "%s: more than %d distinct entry points; further ones are "
-               "not intercepted",
-               f->name, NSLOT);
+               "%s: more than %d distinct entry points; further ones are not intercepted", f->name,
+               NSLOT);
     }
     pthread_mutex_unlock(&bind_lock);
     return w;

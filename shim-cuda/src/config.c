@@ -77,9 +77,7 @@ static void load_config(void)
     for (const char *c = cfg.group; *c; c++)
         if (*c == '/') {
             rt_log(&lg, RT_LOG_ERROR,
-                   "ORION_GROUP='%s': no '/' allowed; passing every call "
-                   "through",
-                   cfg.group);
+                   "ORION_GROUP='%s': no '/' allowed; passing every call through", cfg.group);
             return;
         }
     if (cfg.profile_db[0] && orion_pdb_load(&cfg.db, cfg.profile_db, &err) != 0) {
@@ -88,9 +86,9 @@ static void load_config(void)
         return;
     }
     if (cfg.learn && !cfg.profile_db[0])
-        rt_log(&lg, RT_LOG_WARN,
-               "ORION_LEARN=1 without ORION_PROFILE_DB: learned durations "
-               "are used in this process only");
+        rt_log(
+            &lg, RT_LOG_WARN,
+            "ORION_LEARN=1 without ORION_PROFILE_DB: learned durations are used in this process only");
     cfg.priority = p == 1 ? CLS_HP : CLS_BE;
     if (orion_board_attach(&cfg.board, cfg.group, cfg.priority, &err) != 0) {
         rt_log(&lg, RT_LOG_ERROR, "%s; passing every call through", err.msg);

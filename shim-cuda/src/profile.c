@@ -151,10 +151,10 @@ int orion_pdb_parse(orion_pdb *db, const char *text, size_t len, const char *pat
         if (n && line[n - 1] == '\r')
             line[--n] = '\0';
         if (lineno == 1 && strcmp(line, "# orion-profile 1") != 0)
-            return rt_err_set(err, EINVAL,
-                              "%s:1: not an Orion profile database (expected the line "
-                              "'# orion-profile 1'; orion-profile writes one)",
-                              path);
+            return rt_err_set(
+                err, EINVAL,
+                "%s:1: not an Orion profile database (expected the line '# orion-profile 1'; orion-profile writes one)",
+                path);
         if (n == 0 || line[0] == '#')
             continue;
         char *f[6], *save = NULL;
@@ -166,22 +166,20 @@ int orion_pdb_parse(orion_pdb *db, const char *text, size_t len, const char *pat
         char *dend = NULL;
         double dur = nf == 5 ? strtod(f[4], &dend) : 0;
         if (nf != 5)
-            return rt_err_set(err, EINVAL,
-                              "%s:%zu: %d fields; expected 5 tab-separated: name, grid, "
-                              "block, compute|memory|unknown, duration_us",
-                              path, lineno, nf);
+            return rt_err_set(
+                err, EINVAL,
+                "%s:%zu: %d fields; expected 5 tab-separated: name, grid, block, compute|memory|unknown, duration_us",
+                path, lineno, nf);
         if (!parse_dim(f[1], grid) || !parse_dim(f[2], block))
             return rt_err_set(err, EINVAL, "%s:%zu: grid '%s' / block '%s': expected X,Y,Z or *",
                               path, lineno, f[1], f[2]);
         if (!parse_profile(f[3], &prof))
             return rt_err_set(err, EINVAL,
-                              "%s:%zu: class '%s': expected compute, memory or "
-                              "unknown",
-                              path, lineno, f[3]);
+                              "%s:%zu: class '%s': expected compute, memory or unknown", path,
+                              lineno, f[3]);
         if (dend == f[4] || *dend || !isfinite(dur) || (dur < 0 && dur != -1))
             return rt_err_set(err, EINVAL,
-                              "%s:%zu: duration '%s': expected microseconds >= 0 (or -1: "
-                              "unknown)",
+                              "%s:%zu: duration '%s': expected microseconds >= 0 (or -1: unknown)",
                               path, lineno, f[4]);
         if (orion_pdb_put(db, f[0], grid, block, prof, dur) != 0)
             return rt_err_set(err, ENOMEM, "%s: out of memory", path);
@@ -398,9 +396,9 @@ static int ncu_details(orion_pdb *db, const char **p, const char *end, char *buf
         cmet = column(hdr, "Metric Name"), cunit = column(hdr, "Metric Unit"),
         cval = column(hdr, "Metric Value");
     if (cid < 0 || cname < 0 || cgrid < 0 || cblock < 0 || cmet < 0 || cunit < 0 || cval < 0)
-        return rt_err_set(err, EINVAL,
-                          "ncu CSV: missing columns (need ID, Kernel Name, Grid Size, Block "
-                          "Size, Metric Name, Metric Unit, Metric Value)");
+        return rt_err_set(
+            err, EINVAL,
+            "ncu CSV: missing columns (need ID, Kernel Name, Grid Size, Block Size, Metric Name, Metric Unit, Metric Value)");
     int added = 0;
     char id[32] = "";
     kacc k;
@@ -455,9 +453,9 @@ static int ncu_raw(orion_pdb *db, const char **p, const char *end, char *buf, co
     for (int i = 0; i < 9; i++)
         cflop[i] = column(hdr, flops[i][0]);
     if (cname < 0 || cgrid < 0 || cblock < 0 || cdur < 0)
-        return rt_err_set(err, EINVAL,
-                          "ncu CSV (raw page): missing columns (need Kernel Name, Grid Size, "
-                          "Block Size, gpu__time_duration.sum)");
+        return rt_err_set(
+            err, EINVAL,
+            "ncu CSV (raw page): missing columns (need Kernel Name, Grid Size, Block Size, gpu__time_duration.sum)");
     char units[CSV_MAX_FIELDS][16] = {{0}};
     csv_row r;
     if (csv_next(p, end, buf, &r))

@@ -88,10 +88,10 @@ static void recover_or_die(void)
     rt_err e;
     ncl_recovery *r;
     if (ncl_recover_begin(&G.cfg.ncl, &r, &e) < 0) {
-        rt_log(&G.lg, RT_LOG_ERROR,
-               "cannot recover '%s': %s; not starting the application on "
-               "files that may lack acknowledged writes",
-               G.cfg.ncl.id, e.msg);
+        rt_log(
+            &G.lg, RT_LOG_ERROR,
+            "cannot recover '%s': %s; not starting the application on files that may lack acknowledged writes",
+            G.cfg.ncl.id, e.msg);
         _exit(SF_EXIT_UNRECOVERED);
     }
     ncl_replay_ops ops = {sf_real.open, sf_real.pwrite, sf_real.fsync, sf_real.close};
@@ -131,10 +131,10 @@ void sf_init(void)
     if (!dirs || !*dirs)
         return; /* not configured: the shim stays out of the way */
     if (load_config(&G.cfg, &e) < 0) {
-        rt_log(&G.lg, RT_LOG_ERROR,
-               "%s; running without SplitFT (the application's own "
-               "durability: every sync is the real one)",
-               e.msg);
+        rt_log(
+            &G.lg, RT_LOG_ERROR,
+            "%s; running without SplitFT (the application's own durability: every sync is the real one)",
+            e.msg);
         return;
     }
     struct rlimit rl;
@@ -160,14 +160,11 @@ void sf_init(void)
     if (!G.ncl) {
         if (marker_exists()) {
             rt_log(&G.lg, RT_LOG_ERROR,
-                   "cannot recover '%s': %s; its log may hold acknowledged "
-                   "writes, not starting",
+                   "cannot recover '%s': %s; its log may hold acknowledged writes, not starting",
                    G.cfg.ncl.id, e.msg);
             _exit(SF_EXIT_UNRECOVERED);
         }
-        rt_log(&G.lg, RT_LOG_WARN,
-               "near-compute log unavailable (%s): every sync is the real "
-               "one",
+        rt_log(&G.lg, RT_LOG_WARN, "near-compute log unavailable (%s): every sync is the real one",
                e.msg);
         G.mode = "fallback";
     } else {

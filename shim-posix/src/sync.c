@@ -141,10 +141,10 @@ int sf_trim_inode(sf_inode *i)
         }
         if (rt_now_ns() >= deadline || e.code == ESTALE || e.code == ESHUTDOWN) {
             STAT_ADD(trim_failures, 1);
-            rt_log(&G.lg, RT_LOG_ERROR,
-                   "%s: durable, but its older log records could not be "
-                   "trimmed (%s): reporting EIO",
-                   i->path, e.msg);
+            rt_log(
+                &G.lg, RT_LOG_ERROR,
+                "%s: durable, but its older log records could not be trimmed (%s): reporting EIO",
+                i->path, e.msg);
             return -1;
         }
         usleep(10000); /* a failure that came fast (peers full, say): do not spin */

@@ -227,11 +227,11 @@ static int cmd_recover(const ncl_config *cfg, bool dry_run)
         fprintf(stderr, "splitft recover: %s\n", e.msg);
         return 1;
     }
-    printf("recover %s: epoch %llu, %d peers read, prefix [%llu, %llu): %zu writes, %llu "
-           "tombstones, %llu unacknowledged records past a gap ignored%s\n",
-           cfg->id, (unsigned long long)r->epoch, r->answered, (unsigned long long)r->start,
-           (unsigned long long)r->next, r->nrecs, (unsigned long long)r->tombstones,
-           (unsigned long long)r->beyond_gap, r->conflicts ? " (CONFLICTING COPIES SEEN)" : "");
+    printf(
+        "recover %s: epoch %llu, %d peers read, prefix [%llu, %llu): %zu writes, %llu tombstones, %llu unacknowledged records past a gap ignored%s\n",
+        cfg->id, (unsigned long long)r->epoch, r->answered, (unsigned long long)r->start,
+        (unsigned long long)r->next, r->nrecs, (unsigned long long)r->tombstones,
+        (unsigned long long)r->beyond_gap, r->conflicts ? " (CONFLICTING COPIES SEEN)" : "");
     if (dry_run) {
         for (size_t i = 0; i < r->nrecs; i++)
             printf("  seq %llu %.*s offset %llu len %u\n", (unsigned long long)r->recs[i].seq,
@@ -247,17 +247,17 @@ static int cmd_recover(const ncl_config *cfg, bool dry_run)
         return 1;
     }
     if (ncl_recover_finish(r, &e) < 0) {
-        fprintf(stderr,
-                "splitft recover: replayed, but trimming failed: %s (running recovery "
-                "again is safe)\n",
-                e.msg);
+        fprintf(
+            stderr,
+            "splitft recover: replayed, but trimming failed: %s (running recovery again is safe)\n",
+            e.msg);
         ncl_recovery_free(r);
         return 1;
     }
-    printf("recover %s: replayed %llu records (%llu bytes) into %llu files, fsynced; peers "
-           "trimmed\n",
-           cfg->id, (unsigned long long)st.records, (unsigned long long)st.bytes,
-           (unsigned long long)st.files);
+    printf(
+        "recover %s: replayed %llu records (%llu bytes) into %llu files, fsynced; peers trimmed\n",
+        cfg->id, (unsigned long long)st.records, (unsigned long long)st.bytes,
+        (unsigned long long)st.files);
     ncl_recovery_free(r);
     return 0;
 }
@@ -352,11 +352,10 @@ static int cmd_bench(const ncl_config *cfg, const opts *o)
                o->concurrency, secs, (unsigned long long)s.commits, (unsigned long long)b.failures,
                rate, p50, p99, p999, per_frame);
     else
-        printf("size %zu B, %d peers, %d committers, %.1f s: %llu commits (%llu failed), %.0f "
-               "commits/s, latency p50 %.1f us p99 %.1f us p999 %.1f us, %.2f records per "
-               "frame\n",
-               o->size, s.npeers, o->concurrency, secs, (unsigned long long)s.commits,
-               (unsigned long long)b.failures, rate, p50, p99, p999, per_frame);
+        printf(
+            "size %zu B, %d peers, %d committers, %.1f s: %llu commits (%llu failed), %.0f commits/s, latency p50 %.1f us p99 %.1f us p999 %.1f us, %.2f records per frame\n",
+            o->size, s.npeers, o->concurrency, secs, (unsigned long long)s.commits,
+            (unsigned long long)b.failures, rate, p50, p99, p999, per_frame);
     for (int i = 0; !o->csv && i < s.npeers; i++)
         printf(
             "  peer %s: %s, holds every record below seq %llu, %llu reconnects, %llu catch-ups\n",
@@ -407,9 +406,9 @@ static int cmd_fsync_bench(const opts *o)
         printf("%zu,%.2f,%llu,%.0f,%.1f,%.1f,%.1f\n", o->size, secs, (unsigned long long)n,
                (double)n / secs, p50, p99, p999);
     else
-        printf("append %zu B + fdatasync in %s: %llu in %.1f s, %.0f/s, latency p50 %.1f us p99 "
-               "%.1f us p999 %.1f us\n",
-               o->size, o->dir, (unsigned long long)n, secs, (double)n / secs, p50, p99, p999);
+        printf(
+            "append %zu B + fdatasync in %s: %llu in %.1f s, %.0f/s, latency p50 %.1f us p99 %.1f us p999 %.1f us\n",
+            o->size, o->dir, (unsigned long long)n, secs, (double)n / secs, p50, p99, p999);
     free(h);
     free(data);
     return rc;

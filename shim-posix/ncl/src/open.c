@@ -193,10 +193,10 @@ ncl_client *ncl_open(const ncl_config *cfg, unsigned flags, rt_err *err)
             start = pr[i].next; /* never reuse a sequence number */
     if (dirty && !(flags & NCL_OPEN_DISCARD)) {
         ncl_probes_close(cfg, pr, n);
-        rt_err_set(err, ENOTEMPTY,
-                   "the peers hold records of an earlier incarnation of '%s' that were never "
-                   "recovered; recover them first (splitft recover --id %s)",
-                   cfg->id, cfg->id);
+        rt_err_set(
+            err, ENOTEMPTY,
+            "the peers hold records of an earlier incarnation of '%s' that were never recovered; recover them first (splitft recover --id %s)",
+            cfg->id, cfg->id);
         return NULL;
     }
     if (ncl_reset_all(cfg, pr, epoch, start, err) < 0) {

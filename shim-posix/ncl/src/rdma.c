@@ -552,10 +552,10 @@ static rdma_conn *conn_new(const char *name, rt_err *err)
     snprintf(c->name, sizeof c->name, "%s", name);
     c->ch = LIB(rdma_create_event_channel)();
     if (!c->ch || set_nonblock(c->ch->fd) < 0) {
-        rt_err_sys(err,
-                   "rdma transport: cannot open the RDMA connection manager for %s (no RDMA "
-                   "device here, or Soft-RoCE not set up?)",
-                   name);
+        rt_err_sys(
+            err,
+            "rdma transport: cannot open the RDMA connection manager for %s (no RDMA device here, or Soft-RoCE not set up?)",
+            name);
         conn_free(c);
         return NULL;
     }
@@ -833,10 +833,10 @@ static int listener_open(ncl_listener *l, const char *host, uint16_t port, rt_er
         return rc;
     l->ch = LIB(rdma_create_event_channel)();
     if (!l->ch || set_nonblock(l->ch->fd) < 0)
-        return rt_err_sys(err,
-                          "rdma transport: cannot open the RDMA connection manager to listen on "
-                          "%s:%u (no RDMA device here, or Soft-RoCE not set up?)",
-                          h, port);
+        return rt_err_sys(
+            err,
+            "rdma transport: cannot open the RDMA connection manager to listen on %s:%u (no RDMA device here, or Soft-RoCE not set up?)",
+            h, port);
     if (LIB(rdma_create_id)(l->ch, &l->id, l, RDMA_PS_TCP) != 0)
         return rt_err_sys(err, "rdma listen on %s:%u: rdma_create_id", h, port);
     if (LIB(rdma_bind_addr)(l->id, (struct sockaddr *)&addr) != 0)

@@ -47,14 +47,13 @@ int ncl_config_from_env(ncl_config *cfg, const char *id_default, rt_err *err)
     if (rc < 0)
         return rc;
     if (cfg->peers.n == 0)
-        return rt_err_set(err, EINVAL,
-                          "SPLITFT_PEERS is not set; accepted: 1 to %d "
-                          "comma-separated HOST:PORT of ncl-server peers",
-                          RT_HOSTS_MAX);
+        return rt_err_set(
+            err, EINVAL,
+            "SPLITFT_PEERS is not set; accepted: 1 to %d comma-separated HOST:PORT of ncl-server peers",
+            RT_HOSTS_MAX);
     if (!ncl_id_valid(cfg->id, strlen(cfg->id)))
         return rt_err_set(err, EINVAL,
-                          "SPLITFT_ID='%s': %s; accepted: 1 to %d characters of "
-                          "A-Z a-z 0-9 . _ -",
+                          "SPLITFT_ID='%s': %s; accepted: 1 to %d characters of A-Z a-z 0-9 . _ -",
                           cfg->id, cfg->id[0] ? "not a valid id" : "not set", NCL_ID_MAX);
     cfg->transport = ncl_transport_get(transports[tr]);
     int ms = (int)(cfg->timeout_ns / RT_MS);
