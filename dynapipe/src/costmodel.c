@@ -1,6 +1,7 @@
 /* costmodel.c: the profiled cost model: loading the time, memory and model-state CSVs of
- * dynapipe/data/costmodels (format in its README.md; one row per profiled grid point), building dense grids per
- * (recompute mode, component, quantity), and linear interpolation inside them.
+ * dynapipe/data/costmodels (format in its README.md; one row per profiled grid point),
+ * building dense grids per (recompute mode, component, quantity), and linear interpolation
+ * inside them.
  *
  * Sections: grid building, CSV loading, checks of the needed regions, interpolation, queries.
  *
