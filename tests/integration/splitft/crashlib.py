@@ -12,7 +12,8 @@ MODE: splitft (nothing may be lost), weak (the negative control: something ackno
 must be lost, or the fixture crashed nothing), peers (one peer killed mid-run, another
 restarted empty), nopeers (no peer reachable: every sync real, nothing lost), flusher
 (redis only: the peers' memory drops to near zero once the flusher has run).
-Exit 0 on success, 1 with a message on failure, 77 to skip.
+Exit 0 on success, 1 with a message on failure, 77 to skip. CRASH_BACKING_ROOT puts the
+files volatilefs keeps under that directory (the GlusterFS mount of scripts/dfs).
 """
 import json
 import os
@@ -51,9 +52,14 @@ class Env:
     def __init__(self, mode, app):
         self.mode = mode
         self.tmp = tempfile.mkdtemp(prefix="crash.")
-        self.backing = os.path.join(self.tmp, "backing")
+        # CRASH_BACKING_ROOT: where volatilefs keeps the files (default: the scenario's own
+        # temporary directory); a GlusterFS mount puts the application on the DFS, with
+        # volatilefs still forgetting every unsynced byte at the crash.
+        root = os.environ.get("CRASH_BACKING_ROOT")
+        self.backing = (tempfile.mkdtemp(prefix=f"crash-{app}-", dir=root) if root
+                        else os.path.join(self.tmp, "backing"))
         self.mnt = os.path.join(self.tmp, "mnt")
-        os.makedirs(self.backing)
+        os.makedirs(self.backing, exist_ok=True)
         os.makedirs(self.mnt)
         self.procs = []
         self.id = f"crash-{app}-{os.getpid()}"
@@ -202,6 +208,7 @@ class Env:
                        capture_output=True)
         if os.environ.get("KEEP_TMP") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
+            shutil.rmtree(self.backing, ignore_errors=True)
 
 
 def expect_loss(env, lost, total):
