@@ -54,8 +54,10 @@ Test(errors, lengths_failure_then_other_calls_succeed)
     uint8_t junk[8] = "NOTDPIS";
     dp_stream st;
     assert_failed_with(dp_stream_decode(junk, sizeof junk, &st), DP_EFORMAT, "'DPIS'");
-    size_t order[2];
+    size_t *order = malloc(s.n * sizeof *order);
+    cr_assert_not_null(order);
     assert_succeeded_clean(dp_order(s.v, s.n, false, order));
+    free(order);
     dp_samples_free(&s);
     dp_lengths_free(&src);
 }
