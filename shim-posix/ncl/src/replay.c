@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,29 @@ static int file_for(const ncl_replay_ops *ops, open_file **files, size_t *n, con
     return fd;
 }
 
+/* Write n bytes at off, whole (short writes continued, EINTR retried). */
+static int write_all(const ncl_replay_ops *ops, int fd, const char *buf, size_t n, uint64_t off,
+                     const char *path, rt_err *err)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = ops->pwrite(fd, buf + done, n - done, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return rt_err_sys(err, "replay: write of %zu bytes at %llu in %s", n,
+                              (unsigned long long)off, path);
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+/* Records that follow each other in seq order, in one file, at contiguous offsets (an
+ * append-only log: Redis's AOF, a WAL) are written with one call of up to REPLAY_RUN_MAX
+ * bytes: on a network file system each call is a round trip. Only neighbours in seq order
+ * are merged, so the order of overlapping writes is kept. */
+#define REPLAY_RUN_MAX (8u << 20)
+
 int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stats *st, rt_err *err)
 {
     if (!ops)
@@ -91,9 +115,14 @@ int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stat
     open_file *files = NULL;
     size_t nfiles = 0;
     int rc = 0;
+    char *run = NULL; /* bytes of the pending run, REPLAY_RUN_MAX when allocated */
+    size_t run_len = 0;
+    uint64_t run_off = 0;
+    int run_fd = -1;
+    const char *run_path = NULL;
+    char path[NCL_PATH_MAX + 1];
     for (size_t i = 0; i < r->nrecs && rc == 0; i++) {
         const ncl_rec *rec = &r->recs[i];
-        char path[NCL_PATH_MAX + 1];
         if (rec->path_len == 0 || rec->path[0] != '/') {
             rc = rt_err_set(err, EINVAL, "record %llu has no absolute path",
                             (unsigned long long)rec->seq);
@@ -106,22 +135,39 @@ int ncl_replay(const ncl_recovery *r, const ncl_replay_ops *ops, ncl_replay_stat
             rc = fd;
             break;
         }
-        size_t done = 0;
-        while (done < rec->len) {
-            ssize_t w = ops->pwrite(fd, (const char *)rec->data + done, rec->len - done,
-                                    (off_t)(rec->offset + done));
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                rc = rt_err_sys(err, "replay: write of %u bytes at %llu in %s", rec->len,
-                                (unsigned long long)rec->offset, path);
+        bool large = rec->len > REPLAY_RUN_MAX / 2; /* written straight from the record */
+        bool extends = !large && run_len > 0 && fd == run_fd && rec->offset == run_off + run_len &&
+                       run_len + rec->len <= REPLAY_RUN_MAX;
+        if (!extends && run_len > 0) {
+            rc = write_all(ops, run_fd, run, run_len, run_off, run_path, err);
+            run_len = 0;
+            if (rc < 0)
+                break;
+        }
+        if (large) {
+            rc = write_all(ops, fd, rec->data, rec->len, rec->offset, path, err);
+        } else {
+            if (!run && !(run = malloc(REPLAY_RUN_MAX))) {
+                rc = rt_err_set(err, ENOMEM, "out of memory");
                 break;
             }
-            done += (size_t)w;
+            if (run_len == 0) {
+                run_fd = fd;
+                run_off = rec->offset;
+                /* file_for keeps the path for the file's lifetime */
+                for (size_t f = 0; f < nfiles; f++)
+                    if (files[f].fd == fd)
+                        run_path = files[f].path;
+            }
+            memcpy(run + run_len, rec->data, rec->len);
+            run_len += rec->len;
         }
         st->records++;
         st->bytes += rec->len;
     }
+    if (rc == 0 && run_len > 0)
+        rc = write_all(ops, run_fd, run, run_len, run_off, run_path, err);
+    free(run);
     for (size_t i = 0; i < nfiles; i++) {
         if (rc == 0 && ops->fsync(files[i].fd) != 0)
             rc = rt_err_sys(err, "replay: fsync of %s", files[i].path);

@@ -122,3 +122,48 @@ Test(replay, errors_are_reported_not_ignored)
     r.recs = bad;
     cr_assert_lt(ncl_replay(&r, NULL, &st, &e), 0);
 }
+
+static int pwrites;
+static ssize_t count_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    pwrites++;
+    return pwrite(fd, buf, n, off);
+}
+
+Test(replay, contiguous_records_are_merged_and_order_is_kept)
+{
+    mkdir_tmp();
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s/aof", dir);
+    snprintf(b, sizeof b, "%s/other", dir);
+    /* An append-only run of 200 records: one write. */
+    static char data[200][8];
+    ncl_rec recs[206];
+    for (int i = 0; i < 200; i++) {
+        snprintf(data[i], sizeof data[i], "%06d|", i);
+        recs[i] = rec((uint64_t)i + 1, a, (uint64_t)i * 7, data[i]);
+    }
+    /* Then a rewrite inside the run, another file between, and an append that follows the
+     * rewrite: each later record must win over the bytes before it. */
+    recs[200] = rec(201, a, 7, "XXXXXXX");
+    recs[201] = rec(202, a, 14, "YYYYYYY");
+    recs[202] = rec(203, b, 0, "b");
+    recs[203] = rec(204, a, 21, "ZZZZZZZ");
+    recs[204] = rec(205, a, 1400, "end");
+    recs[205] = rec(206, a, 8, "q");
+    ncl_recovery r = {.nrecs = 206, .recs = recs};
+    ncl_replay_ops ops = {open, count_pwrite, fsync, close};
+    ncl_replay_stats st;
+    rt_err e;
+    pwrites = 0;
+    cr_assert_eq(ncl_replay(&r, &ops, &st, &e), 0, "%s", e.msg);
+    cr_assert_eq(st.records, 206);
+    /* the run of 200; 201-202; b; 204; 205; 206 */
+    cr_assert_eq(pwrites, 6, "%d writes", pwrites);
+    size_t n;
+    char *d = slurp(a, &n);
+    cr_assert_eq(n, 1403);
+    cr_assert_eq(memcmp(d, "000000|XqXXXXXYYYYYYYZZZZZZZ000004|", 35), 0, "%.35s", d);
+    cr_assert_eq(memcmp(d + 1393, "000199|", 7), 0);
+    cr_assert_eq(memcmp(d + 1400, "end", 3), 0);
+}
