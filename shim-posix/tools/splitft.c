@@ -228,10 +228,11 @@ static int cmd_recover(const ncl_config *cfg, bool dry_run)
         return 1;
     }
     printf(
-        "recover %s: epoch %llu, %d peers read, prefix [%llu, %llu): %zu writes, %llu tombstones, %llu unacknowledged records past a gap ignored%s\n",
-        cfg->id, (unsigned long long)r->epoch, r->answered, (unsigned long long)r->start,
-        (unsigned long long)r->next, r->nrecs, (unsigned long long)r->tombstones,
-        (unsigned long long)r->beyond_gap, r->conflicts ? " (CONFLICTING COPIES SEEN)" : "");
+        "recover %s: epoch %llu, %d peers answered, %d read, prefix [%llu, %llu): %zu writes, %llu tombstones, %llu unacknowledged records past a gap ignored%s\n",
+        cfg->id, (unsigned long long)r->epoch, r->answered, r->owner_views,
+        (unsigned long long)r->start, (unsigned long long)r->next, r->nrecs,
+        (unsigned long long)r->tombstones, (unsigned long long)r->beyond_gap,
+        r->conflicts ? " (CONFLICTING COPIES SEEN)" : "");
     if (dry_run) {
         for (size_t i = 0; i < r->nrecs; i++)
             printf("  seq %llu %.*s offset %llu len %u\n", (unsigned long long)r->recs[i].seq,

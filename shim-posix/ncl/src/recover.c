@@ -10,8 +10,16 @@
  * sees it on at least one peer and it wins over the stale copy another peer may hold.
  * Records past the first gap were never acknowledged (an acknowledged one has no gap
  * below it), so ignoring them loses nothing the application was told is durable.
+ *
+ * Which peers are read. Only logs of the newest owner count (an older owner's records were
+ * superseded, see ncl/proto.h), and the fence already told each peer's owner: so recovery
+ * reads a majority of the peers whose log has the newest owner, or all of them when fewer
+ * answered, and no others. Those peers are read at once, one thread each; a peer whose read
+ * fails is replaced by another of the same owner when there is one. Reading every peer
+ * would hold and decode one more copy of the log for nothing.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,23 +80,31 @@ typedef struct rstate {
     probe pr[RT_HOSTS_MAX];
     ncl_config cfg;
     ncl_view views[RT_HOSTS_MAX];
+    bool read[RT_HOSTS_MAX]; /* views[i] holds peer i's log */
     ncl_rec *recs[RT_HOSTS_MAX];
-    unsigned char **bufs;
+    unsigned char **bufs; /* every READ reply, freed with the recovery */
     size_t nbufs, capbufs;
+    pthread_mutex_t mu; /* bufs, while peers are read in parallel */
 } rstate;
 
 static int keep_buf(rstate *st, unsigned char *b)
 {
+    int rc = 0;
+    pthread_mutex_lock(&st->mu);
     if (st->nbufs == st->capbufs) {
         size_t nc = st->capbufs ? st->capbufs * 2 : 16;
         unsigned char **n = realloc(st->bufs, nc * sizeof *n);
         if (!n)
-            return -ENOMEM;
-        st->bufs = n;
-        st->capbufs = nc;
+            rc = -ENOMEM;
+        else {
+            st->bufs = n;
+            st->capbufs = nc;
+        }
     }
-    st->bufs[st->nbufs++] = b;
-    return 0;
+    if (rc == 0)
+        st->bufs[st->nbufs++] = b;
+    pthread_mutex_unlock(&st->mu);
+    return rc;
 }
 
 /* READ every record of the peer's log into a view. */
@@ -164,6 +180,59 @@ static int read_peer(rstate *st, int i, rt_err *err)
     return 0;
 }
 
+/* One peer's read, on its own thread. */
+typedef struct reader {
+    rstate *st;
+    int i, rc;
+    rt_err err;
+    pthread_t th;
+} reader;
+
+static void *reader_main(void *arg)
+{
+    reader *rd = arg;
+    rd->rc = read_peer(rd->st, rd->i, &rd->err);
+    return NULL;
+}
+
+/* Read the peers whose log has the newest owner `top`: a majority of them, or all when
+ * fewer answered the fence (see the top of this file). Returns how many were read. */
+static int read_newest(rstate *st, int n, int m, uint64_t top)
+{
+    bool tried[RT_HOSTS_MAX] = {false};
+    int nread = 0;
+    for (;;) {
+        reader rd[RT_HOSTS_MAX];
+        int k = 0;
+        for (int i = 0; i < n && nread + k < m; i++)
+            if (st->pr[i].s && st->pr[i].owner == top && !tried[i]) {
+                tried[i] = true;
+                rd[k] = (reader){.st = st, .i = i};
+                k++;
+            }
+        if (k == 0)
+            return nread;
+        for (int j = 0; j < k; j++)
+            if (k == 1 || pthread_create(&rd[j].th, NULL, reader_main, &rd[j]) != 0) {
+                reader_main(&rd[j]); /* one peer, or no thread to be had: read it here */
+                rd[j].th = 0;
+            }
+        for (int j = 0; j < k; j++) {
+            if (rd[j].th)
+                pthread_join(rd[j].th, NULL);
+            probe *p = &st->pr[rd[j].i];
+            if (rd[j].rc < 0) {
+                snprintf(p->err, sizeof p->err, "%.190s", rd[j].err.msg);
+                st->cfg.transport->close(p->s);
+                p->s = NULL;
+            } else {
+                st->read[rd[j].i] = true;
+                nread++;
+            }
+        }
+    }
+}
+
 /* ---- begin / finish ------------------------------------------------------------------ */
 
 typedef struct collect {
@@ -202,6 +271,7 @@ int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
         return rt_err_set(err, ENOMEM, "out of memory");
     }
     st->cfg = *cfg;
+    pthread_mutex_init(&st->mu, NULL);
     r->priv = st;
     bool dirty = false;
     uint64_t owner = 0;
@@ -212,36 +282,26 @@ int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err)
         return rc;
     }
     int n = (int)cfg->peers.n, m = ncl_majority(n);
-    int nread = 0;
-    uint64_t top = 0;
-    for (int i = 0; i < n; i++) {
-        if (!st->pr[i].s)
-            continue;
-        rt_err e;
-        if (read_peer(st, i, &e) < 0) {
-            snprintf(st->pr[i].err, sizeof st->pr[i].err, "%.190s", e.msg);
-            cfg->transport->close(st->pr[i].s);
-            st->pr[i].s = NULL;
-            continue;
-        }
-        nread++;
-        if (st->pr[i].owner > top)
-            top = st->pr[i].owner;
-    }
-    /* Only logs of the newest owner count: an older owner's records were superseded by an
-     * incarnation that reached a majority after them (see ncl_proto.h). */
+    int fenced = 0;
+    for (int i = 0; i < n; i++)
+        fenced += st->pr[i].s != NULL;
+    int newest = 0;
+    for (int i = 0; i < n; i++)
+        newest += st->pr[i].s && st->pr[i].owner == owner;
+    int want = newest < m ? newest : m;
+    int nread = read_newest(st, n, m, owner);
     ncl_view views[RT_HOSTS_MAX];
     int nv = 0;
     for (int i = 0; i < n; i++)
-        if (st->pr[i].s && st->pr[i].owner == top)
+        if (st->read[i])
             views[nv++] = st->views[i];
-    int answered = nread;
-    r->answered = answered;
+    r->answered = fenced;
     r->owner_views = nv;
-    if (answered < m) {
+    if (nread < want) {
         ncl_recovery_free(r);
-        return rt_err_set(err, EHOSTUNREACH, "recovery read %d of %d peers (need %d)", answered, n,
-                          m);
+        return rt_err_set(err, EHOSTUNREACH,
+                          "recovery read %d of the %d peers holding the newest log (need %d)",
+                          nread, newest, want);
     }
     ncl_prefix pf;
     collect col = {r, 0, 0};
@@ -264,9 +324,12 @@ int ncl_recover_finish(ncl_recovery *r, rt_err *err)
     /* Everything up to the last record any peer holds goes: the prefix was replayed, the
      * rest was never acknowledged. The next session starts past all of it. */
     uint64_t end = r->next;
-    for (int i = 0; i < (int)st->cfg.peers.n; i++)
+    for (int i = 0; i < (int)st->cfg.peers.n; i++) {
         if (st->pr[i].s && st->views[i].next > end)
             end = st->views[i].next;
+        if (st->pr[i].s && st->pr[i].next > end) /* a peer not read: what the fence saw */
+            end = st->pr[i].next;
+    }
     return ncl_reset_all(&st->cfg, st->pr, r->epoch, end, err);
 }
 
@@ -282,6 +345,7 @@ void ncl_recovery_free(ncl_recovery *r)
         for (size_t i = 0; i < st->nbufs; i++)
             free(st->bufs[i]);
         free(st->bufs);
+        pthread_mutex_destroy(&st->mu);
         free(st);
     }
     free(r->recs);

@@ -225,6 +225,7 @@ Test(client, recovery_returns_acknowledged_records_then_trims)
     ncl_recovery *r;
     cr_assert_eq(ncl_recover_begin(&cfg, &r, &e), 0, "%s", e.msg);
     cr_assert_eq(r->answered, 3);
+    cr_assert_eq(r->owner_views, 2, "a majority is read, not every peer");
     cr_assert_eq(r->nrecs, 2);
     cr_assert_eq(r->tombstones, 2);
     cr_assert_eq(memcmp(r->recs[0].data, "keep-0", 6), 0);

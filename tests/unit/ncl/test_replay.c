@@ -137,10 +137,10 @@ Test(replay, contiguous_records_are_merged_and_order_is_kept)
     snprintf(a, sizeof a, "%s/aof", dir);
     snprintf(b, sizeof b, "%s/other", dir);
     /* An append-only run of 200 records: one write. */
-    static char data[200][8];
+    static char data[200][16];
     ncl_rec recs[206];
     for (int i = 0; i < 200; i++) {
-        snprintf(data[i], sizeof data[i], "%06d|", i);
+        snprintf(data[i], sizeof data[i], "%06d|", i); /* 7 bytes */
         recs[i] = rec((uint64_t)i + 1, a, (uint64_t)i * 7, data[i]);
     }
     /* Then a rewrite inside the run, another file between, and an append that follows the

@@ -112,8 +112,9 @@ void ncl_client_stats_json(ncl_client *c, rt_json *j);
 
 typedef struct ncl_recovery {
     uint64_t epoch;  /* the new epoch that fenced the old incarnation */
-    int answered;    /* peers that were read */
-    int owner_views; /* of those, the logs of the newest owner, whose union is used */
+    int answered;    /* peers that answered the fence */
+    int owner_views; /* peers read: a majority of those whose log has the newest owner (or
+                        all of them, when fewer answered); the prefix comes from their union */
     uint64_t start;  /* the prefix is [start, next) */
     uint64_t next;
     size_t nrecs;        /* WRITE records of the prefix, in seq order */
@@ -124,7 +125,8 @@ typedef struct ncl_recovery {
     void *priv;
 } ncl_recovery;
 
-/* Fence, read a majority, select the prefix. -EHOSTUNREACH without a majority. */
+/* Fence, read a majority of the newest owner's logs, select the prefix. -EHOSTUNREACH
+ * without a majority. */
 int ncl_recover_begin(const ncl_config *cfg, ncl_recovery **out, rt_err *err);
 /* Trim everything on the peers (they then hold nothing for this id). Call after the
  * records were replayed durably. */
