@@ -155,8 +155,9 @@ void orion_board_mark_be(orion_board_handle *h)
         atomic_fetch_add(&h->b->be_clients, 1);
 }
 
-void orion_board_view(const orion_board *b, orion_view *v)
+uint64_t orion_board_view_budget(const orion_board *b, orion_view *v, uint64_t fallback_us)
 {
+    uint64_t worst = 0;
     memset(v, 0, sizeof *v);
     for (int i = 0; i < ORION_SLOTS; i++) {
         const orion_slot *s = &b->slot[i];
@@ -168,17 +169,18 @@ void orion_board_view(const orion_board *b, orion_view *v)
         v->hp_memory += atomic_load_explicit(&s->hp_memory, memory_order_relaxed);
         v->hp_unknown += atomic_load_explicit(&s->hp_unknown, memory_order_relaxed);
         v->be_inflight_us += atomic_load_explicit(&s->be_inflight_us, memory_order_relaxed);
-    }
-}
-
-uint64_t orion_board_dur_budget_us(const orion_board *b, uint64_t fallback_us)
-{
-    uint64_t worst = 0;
-    for (int i = 0; i < ORION_SLOTS; i++) {
-        uint64_t r = atomic_load_explicit(&b->slot[i].hp_request_ns, memory_order_relaxed);
+        uint64_t r = atomic_load_explicit(&s->hp_request_ns, memory_order_relaxed);
         worst = r > worst ? r : worst;
     }
     return worst ? worst / 40000 : fallback_us; /* 2.5 % of it, in µs */
+}
+
+void orion_board_view(const orion_board *b, orion_view *v) { orion_board_view_budget(b, v, 0); }
+
+uint64_t orion_board_dur_budget_us(const orion_board *b, uint64_t fallback_us)
+{
+    orion_view v;
+    return orion_board_view_budget(b, &v, fallback_us);
 }
 
 void orion_board_bump(orion_board *b)

@@ -55,6 +55,9 @@ void orion_board_view(const orion_board *b, orion_view *v);
 /* The duration budget: 2.5 % of the largest HP request latency measured on the board, or
  * `fallback_us` while none is measured. */
 uint64_t orion_board_dur_budget_us(const orion_board *b, uint64_t fallback_us);
+/* Both in one pass over the slots (what a waiting best-effort caller reads per look): fills
+ * *v and returns the duration budget. */
+uint64_t orion_board_view_budget(const orion_board *b, orion_view *v, uint64_t fallback_us);
 
 /* Clear the slots of processes that no longer exist (or whose pid was reused); returns how
  * many. Called at attach and by callers that have waited long. */

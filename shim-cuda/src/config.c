@@ -90,6 +90,7 @@ static void load_config(void)
             &lg, RT_LOG_WARN,
             "ORION_LEARN=1 without ORION_PROFILE_DB: learned durations are used in this process only");
     cfg.priority = p == 1 ? CLS_HP : CLS_BE;
+    cfg.counting = cfg.stats[0] != '\0';
     if (orion_board_attach(&cfg.board, cfg.group, cfg.priority, &err) != 0) {
         rt_log(&lg, RT_LOG_ERROR, "%s; passing every call through", err.msg);
         return;

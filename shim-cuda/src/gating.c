@@ -94,28 +94,28 @@ static bool capturing(CUstream eff)
            cs != CU_STREAM_CAPTURE_STATUS_NONE;
 }
 
-/* A BE launch waits here until the policy lets it go. */
+/* A BE launch waits here until the policy lets it go. Each look reads the board once (the
+ * view and the duration budget in one pass). */
 static void gate(const shape *sh)
 {
     orion_kernel k = {sh->profile, sh == &graph_shape ? device_sms() : sh->sm_need,
                       atomic_load(&sh->dur_us)};
     orion_board *bd = cfg.board.b;
+    orion_limits l = {cfg.sm_threshold ? (uint32_t)cfg.sm_threshold : device_sms(), 0};
     uint64_t t0 = 0, last_reclaim = 0, now = 0;
     for (int spins = 0;; spins++) {
         uint32_t gen = atomic_load(&bd->generation);
         orion_view v;
-        orion_board_view(bd, &v);
-        orion_limits l = {cfg.sm_threshold ? (uint32_t)cfg.sm_threshold : device_sms(),
-                          cfg.dur_threshold_us ? (uint64_t)cfg.dur_threshold_us
-                                               : orion_board_dur_budget_us(bd, FALLBACK_BUDGET)};
+        uint64_t budget = orion_board_view_budget(bd, &v, FALLBACK_BUDGET);
+        l.dur_threshold_us = cfg.dur_threshold_us ? (uint64_t)cfg.dur_threshold_us : budget;
         orion_verdict vd = orion_policy(&v, &k, &l);
         if (vd == ORION_GO)
             break;
         now = rt_now_ns();
         if (!t0) {
             t0 = last_reclaim = now;
-            atomic_fetch_add(&st.waits, 1);
-            atomic_fetch_add(&st.reason[vd], 1);
+            COUNT(waits);
+            COUNT(reason[vd]);
         }
         if (now - last_reclaim > 100 * RT_MS) { /* a dead HP client may hold the board */
             orion_board_reclaim(&cfg.board);
@@ -126,56 +126,72 @@ static void gate(const shape *sh)
         else
             orion_board_wait(bd, gen, RT_MS);
     }
-    if (t0)
+    if (t0 && cfg.counting)
         rt_hist_record(&st.wait_ns, rt_now_ns() - t0);
 }
 
+/* What one tracked launch carries from before the launch to after it. */
+typedef struct tracked {
+    shape *sh;
+    CUstream eff; /* the stream it goes on (CU_STREAM_PER_THREAD for a _ptsz NULL) */
+    CUcontext ctx;
+    CUevent start; /* ORION_LEARN's event before it, or NULL */
+} tracked;
+
 /* Gate (BE) and prepare tracking of one launch; returns the class, or CLS_PASS when the
- * launch must simply go through (*sh and *start set otherwise). */
+ * launch must simply go through (*t filled otherwise).
+ *
+ * The driver calls of a tracked launch, beyond the launch itself: cuCtxGetCurrent (the
+ * event's context), cuStreamIsCapturing (an event recorded into a capture would become a
+ * graph node) and, after the launch, one cuEventRecord; cuEventCreate only while the pool
+ * of events grows, and a second cuEventRecord under ORION_LEARN. An HP launch with no BE
+ * client on the board makes none. tests/integration/orion/test_launch_calls counts them. */
 static int before_launch(CUstream s, bool ptsz, CUfunction f, const uint32_t g[3],
-                         const uint32_t b[3], uint32_t smem, shape **sh, CUstream *eff,
-                         CUevent *start)
+                         const uint32_t b[3], uint32_t smem, tracked *t)
 {
     int cls = classify(s);
     if (cls == CLS_PASS) {
-        atomic_fetch_add(&st.pass, 1);
+        COUNT(pass);
         return CLS_PASS;
     }
-    atomic_fetch_add(cls == CLS_HP ? &st.hp : &st.be, 1);
+    if (cls == CLS_HP)
+        COUNT(hp);
+    else
+        COUNT(be);
     if (!f)
-        atomic_fetch_add(&st.graph, 1);
+        COUNT(graph);
     if (cls == CLS_HP &&
         atomic_load_explicit(&cfg.board.b->be_clients, memory_order_relaxed) == 0) {
-        atomic_fetch_add(&st.hp_alone, 1); /* nobody to protect: no event, no board update */
+        COUNT(hp_alone); /* nobody to protect: no event, no board update */
         return CLS_PASS;
     }
-    *eff = ptsz && !s ? CU_STREAM_PER_THREAD : s;
-    if (capturing(*eff)) {
-        atomic_fetch_add(&st.captured, 1);
+    t->eff = ptsz && !s ? CU_STREAM_PER_THREAD : s;
+    if (capturing(t->eff)) {
+        COUNT(captured);
         return CLS_PASS;
     }
-    *sh = f ? shape_of(f, g, b, smem) : &graph_shape;
-    if (!*sh) {
-        atomic_fetch_add(&st.untracked, 1);
+    t->sh = f ? shape_of(f, g, b, smem) : &graph_shape;
+    t->ctx = NULL;
+    if (!t->sh || DRV(cuCtxGetCurrent)(&t->ctx) != CUDA_SUCCESS || !t->ctx) {
+        COUNT(untracked);
         return CLS_PASS;
     }
     if (cls == CLS_BE) {
         orion_board_mark_be(&cfg.board);
-        gate(*sh);
+        gate(t->sh);
     }
-    *start = f ? start_event(*eff) : NULL;
+    t->start = f ? start_event(t->eff, t->ctx) : NULL;
     return cls;
 }
 
-static void after_launch(CUresult r, int cls, shape *sh, CUstream eff, CUevent start)
+static void after_launch(CUresult r, int cls, const tracked *t)
 {
     if (cls == CLS_PASS)
         return;
-    if (r == CUDA_SUCCESS) {
-        track(cls, sh, eff, start);
-    } else if (start) {
-        drop_start_event(start);
-    }
+    if (r == CUDA_SUCCESS)
+        track(cls, t->sh, t->eff, t->ctx, t->start);
+    else if (t->start)
+        drop_start_event(t->start, t->ctx);
 }
 
 /* The real function of a launch is of its family's plain type (a _ptsz variant has the same
@@ -185,16 +201,14 @@ CUresult launch_impl(void *real, bool ptsz, CUfunction f, unsigned gx, unsigned 
                      void **params, void **extra, int kind)
 {
     uint32_t g[3] = {gx, gy, gz}, bl[3] = {bx, by, bz};
-    shape *sh = NULL;
-    CUstream eff = s;
-    CUevent start = NULL;
-    int cls = before_launch(s, ptsz, f, g, bl, smem, &sh, &eff, &start);
+    tracked t;
+    int cls = before_launch(s, ptsz, f, g, bl, smem, &t);
     CUresult r;
     if (kind == K_COOP)
         r = ((PFN_cuLaunchCooperativeKernel_v9000)real)(f, gx, gy, gz, bx, by, bz, smem, s, params);
     else
         r = ((PFN_cuLaunchKernel_v4000)real)(f, gx, gy, gz, bx, by, bz, smem, s, params, extra);
-    after_launch(r, cls, sh, eff, start);
+    after_launch(r, cls, &t);
     return r;
 }
 
@@ -206,12 +220,10 @@ CUresult launchex_impl(void *real_, bool ptsz, const CUlaunchConfig *c, CUfuncti
         return real(c, f, params, extra);
     uint32_t g[3] = {c->gridDimX, c->gridDimY, c->gridDimZ},
              bl[3] = {c->blockDimX, c->blockDimY, c->blockDimZ};
-    shape *sh = NULL;
-    CUstream eff = c->hStream;
-    CUevent start = NULL;
-    int cls = before_launch(c->hStream, ptsz, f, g, bl, c->sharedMemBytes, &sh, &eff, &start);
+    tracked t;
+    int cls = before_launch(c->hStream, ptsz, f, g, bl, c->sharedMemBytes, &t);
     CUresult r = real(c, f, params, extra);
-    after_launch(r, cls, sh, eff, start);
+    after_launch(r, cls, &t);
     return r;
 }
 
@@ -219,12 +231,10 @@ CUresult graph_impl(void *real_, bool ptsz, CUgraphExec gexec, CUstream s)
 {
     PFN_cuGraphLaunch_v10000 real = (PFN_cuGraphLaunch_v10000)real_;
     static const uint32_t none[3] = {0, 0, 0};
-    shape *sh = NULL;
-    CUstream eff = s;
-    CUevent start = NULL;
-    int cls = before_launch(s, ptsz, NULL, none, none, 0, &sh, &eff, &start);
+    tracked t;
+    int cls = before_launch(s, ptsz, NULL, none, none, 0, &t);
     CUresult r = real(gexec, s);
-    after_launch(r, cls, sh, eff, start);
+    after_launch(r, cls, &t);
     return r;
 }
 
@@ -283,7 +293,7 @@ EXPORT_GRAPH(cuGraphLaunch_ptsz, true)
         __typeof__(&(name)) real = NEXT(name);                                                     \
         if (!real)                                                                                 \
             return CUDA_ERROR_NOT_INITIALIZED;                                                     \
-        atomic_fetch_add(&st.counter, 1);                                                          \
+        COUNT(counter);                                                                            \
         return real args;                                                                          \
     }
 

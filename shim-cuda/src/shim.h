@@ -47,6 +47,7 @@ typedef struct orion_config {
     long long sm_threshold, dur_threshold_us;
     char profile_db[PATH_MAX], stats[PATH_MAX];
     bool learn;
+    bool counting; /* ORION_STATS is set: the launch path bumps the counters below */
     orion_pdb db;
     orion_board_handle board;
 } orion_config;
@@ -88,12 +89,13 @@ extern shape graph_shape; /* every graph launch: unknown profile, the whole devi
 uint32_t device_sms(void);
 /* The shape of a launch, NULL when the table has no room for it (the launch is untracked). */
 shape *shape_of(CUfunction f, const uint32_t g[3], const uint32_t b[3], uint32_t m);
-/* ORION_LEARN's event before a launch on stream eff, or NULL. */
-CUevent start_event(CUstream eff);
-/* After a gated launch that went: record its event and put its claim on the board. */
-void track(int cls, shape *sh, CUstream eff, CUevent start);
+/* ORION_LEARN's event before a launch on stream eff of context ctx, or NULL. */
+CUevent start_event(CUstream eff, CUcontext ctx);
+/* After a gated launch that went: record its event on eff (of context ctx, current) and put
+ * its claim on the board. */
+void track(int cls, shape *sh, CUstream eff, CUcontext ctx, CUevent start);
 /* After a gated launch that failed: its start event back to the pool. */
-void drop_start_event(CUevent start);
+void drop_start_event(CUevent start, CUcontext ctx);
 /* At exit: stop the monitor thread (waiting at most 100 ms for it). */
 void monitor_stop(void);
 
@@ -119,6 +121,13 @@ typedef struct orion_counters {
 } orion_counters;
 
 extern orion_counters st;
+
+/* Counters cost a shared cache line per launch: bumped only when ORION_STATS will show them. */
+#define COUNT(field)                                                                               \
+    do {                                                                                           \
+        if (cfg.counting)                                                                          \
+            atomic_fetch_add_explicit(&st.field, 1, memory_order_relaxed);                         \
+    } while (0)
 
 void write_stats(void);   /* ORION_STATS */
 void write_learned(void); /* ORION_LEARN */
