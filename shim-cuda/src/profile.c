@@ -323,20 +323,65 @@ static double number(const char *s)
     return end == clean || *end ? NAN : v;
 }
 
-/* "(128, 1, 1)" or "128, 1, 1" into d. */
+/* One launch dimension of an ncu shape, with or without thousands separators ("5376" or
+ * "5,376"): digits, then groups of exactly three digits each after a comma. */
+static bool ncu_component(const char *s, size_t n, uint32_t *out)
+{
+    uint64_t v = 0;
+    size_t digits = 0, group = 0;
+    bool grouped = false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == ',') {
+            if (!digits || (grouped && group != 3))
+                return false;
+            grouped = true;
+            group = 0;
+            continue;
+        }
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+        digits++;
+        group++;
+        if (v > 0x7fffffffULL)
+            return false;
+    }
+    if (!digits || (grouped && group != 3) || v < 1)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* A launch shape as ncu prints it into d: "(5376, 1, 1)", with the locale's thousands
+ * separators "(5,376, 1, 1)" (dimensions are separated by a comma and a blank, so a comma
+ * followed by a digit is a separator within a number), or the compact "(128,1,1)" (a comma
+ * without a blank between exactly three plain numbers). The parentheses are optional. */
 static bool ncu_dim(const char *s, uint32_t d[3])
 {
-    for (int i = 0; i < 3; i++) {
-        while (*s == '(' || *s == ' ' || *s == ',')
-            s++;
-        char *end;
-        unsigned long v = strtoul(s, &end, 10);
-        if (end == s || v < 1 || v > 0x7fffffffUL)
+    while (*s == ' ' || *s == '(')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == ')'))
+        n--;
+    bool spaced = false;
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == ',' && s[i + 1] == ' ')
+            spaced = true;
+    int k = 0;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        bool cut = i == n || (s[i] == ',' && (!spaced || (i + 1 < n && s[i + 1] == ' ')));
+        if (!cut)
+            continue;
+        if (k == 3 || !ncu_component(s + start, i - start, &d[k]))
             return false;
-        d[i] = (uint32_t)v;
-        s = end;
+        k++;
+        start = i + 1;
+        while (start < n && s[start] == ' ')
+            start++;
+        i = start - 1;
     }
-    return true;
+    return k == 3;
 }
 
 /* ---- the ncu reader ---------------------------------------------------------------------- */

@@ -139,3 +139,47 @@ Test(ncu, bad_exports)
     cr_assert(strstr(err.msg, "kernel k"), "%s", err.msg);
     orion_pdb_free(&db);
 }
+
+/* ncu prints launch shapes as "(X, Y, Z)" and, in its default number format, puts the locale's
+ * thousands separators into large dimensions ("(5,376, 1, 1)"), as it does into metric values
+ * ("1,234.5"). Both forms, and the compact "(X,Y,Z)", give the same shape. */
+Test(ncu, shapes_with_thousands_separators)
+{
+    static const char *const forms[][2] = {
+        {"(5376, 1, 1)", "(1024, 1, 1)"},
+        {"(5,376, 1, 1)", "(1,024, 1, 1)"},
+        {"(5376,1,1)", "(1024,1,1)"},
+    };
+    const uint32_t grid[3] = {5376, 1, 1}, block[3] = {1024, 1, 1};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char csv[1024];
+        snprintf(csv, sizeof csv,
+                 "\"ID\",\"Kernel Name\",\"Block Size\",\"Grid Size\",\"Metric Name\","
+                 "\"Metric Unit\",\"Metric Value\"\n"
+                 "\"0\",\"k\",\"%s\",\"%s\",\"Duration\",\"usecond\",\"2,500\"\n",
+                 forms[i][1], forms[i][0]);
+        orion_pdb db = {0};
+        rt_err err = {0};
+        cr_assert_eq(orion_pdb_from_ncu(&db, csv, strlen(csv), 0, &err), 1, "%s: %s", forms[i][0],
+                     err.msg);
+        const orion_pentry *e = orion_pdb_find(&db, "k", grid, block);
+        cr_assert(e, "grid %s block %s: not found as 5376,1,1 / 1024,1,1", forms[i][0],
+                  forms[i][1]);
+        cr_assert_float_eq(e->dur_us, 2500, 1e-9);
+        orion_pdb_free(&db);
+    }
+    /* Not a shape: a group of other than three digits after a separator, four dimensions. */
+    static const char *const bad[] = {"(5,37, 1, 1)", "(1, 1, 1, 1)", "(0, 1, 1)", "(1,,1, 1)"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char csv[1024];
+        snprintf(csv, sizeof csv,
+                 "\"ID\",\"Kernel Name\",\"Block Size\",\"Grid Size\",\"Metric Name\","
+                 "\"Metric Unit\",\"Metric Value\"\n"
+                 "\"0\",\"k\",\"(1, 1, 1)\",\"%s\",\"Duration\",\"usecond\",\"3\"\n",
+                 bad[i]);
+        orion_pdb db = {0};
+        rt_err err = {0};
+        cr_assert_lt(orion_pdb_from_ncu(&db, csv, strlen(csv), 0, &err), 0, "%s accepted", bad[i]);
+        orion_pdb_free(&db);
+    }
+}
