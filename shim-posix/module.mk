@@ -2,6 +2,7 @@
 # command. The near-compute log they use is its own component, shim-posix/ncl (module.mk
 # there), reached through its header ncl/client.h.
 include shim-posix/ncl/module.mk
+include shim-posix/ycsb/module.mk
 
 $(BUILD)/obj/shim-posix/src/%.o $(BUILD)/obj/shim-posix/tools/%.o: CPPFLAGS += $(NCL_INC)
 
