@@ -69,6 +69,7 @@ static void clear_slot(orion_board *b, orion_slot *s)
     atomic_store(&s->hp_memory, 0);
     atomic_store(&s->hp_unknown, 0);
     atomic_store(&s->be_inflight_us, 0);
+    atomic_store(&s->be_pending_us, 0);
     atomic_store(&s->hp_request_ns, 0);
     atomic_store(&s->priority, 0);
     atomic_store(&s->starttime, 0);
@@ -168,7 +169,8 @@ uint64_t orion_board_view_budget(const orion_board *b, orion_view *v, uint64_t f
         v->hp_compute += atomic_load_explicit(&s->hp_compute, memory_order_relaxed);
         v->hp_memory += atomic_load_explicit(&s->hp_memory, memory_order_relaxed);
         v->hp_unknown += atomic_load_explicit(&s->hp_unknown, memory_order_relaxed);
-        v->be_inflight_us += atomic_load_explicit(&s->be_inflight_us, memory_order_relaxed);
+        v->be_inflight_us += atomic_load_explicit(&s->be_inflight_us, memory_order_relaxed) +
+                             atomic_load_explicit(&s->be_pending_us, memory_order_relaxed);
         uint64_t r = atomic_load_explicit(&s->hp_request_ns, memory_order_relaxed);
         worst = r > worst ? r : worst;
     }

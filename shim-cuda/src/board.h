@@ -15,7 +15,7 @@
 #pragma GCC visibility push(hidden)
 
 #define ORION_BOARD_MAGIC   0x4f52424eu /* "ORBN" */
-#define ORION_BOARD_VERSION 2u
+#define ORION_BOARD_VERSION 3u
 #define ORION_SLOTS         64
 
 typedef struct orion_slot {
@@ -24,6 +24,7 @@ typedef struct orion_slot {
     _Atomic uint64_t starttime; /* /proc/PID/stat field 22: tells a reused pid apart */
     _Atomic uint32_t hp_inflight, hp_sms, hp_compute, hp_memory, hp_unknown;
     _Atomic uint64_t be_inflight_us;
+    _Atomic uint64_t be_pending_us; /* BE kernels admitted by the gate, not yet claimed */
     _Atomic uint64_t hp_request_ns; /* moving average of the HP client's request latency */
     _Atomic uint32_t has_be;        /* this process launches BE work (counted in be_clients) */
     char pad[4];

@@ -95,8 +95,17 @@ static bool capturing(CUstream eff)
 }
 
 /* A BE launch waits here until the policy lets it go. Each look reads the board once (the
- * view and the duration budget in one pass). */
-static void gate(const shape *sh)
+ * view and the duration budget in one pass).
+ *
+ * Admission. The kernel's claim reaches the board only after the launch (track), so two BE
+ * callers woken by the same completion would both find the board idle and both launch. A
+ * caller the policy lets go therefore first announces the kernel in its slot's be_pending_us,
+ * then looks again, leaving its own announcement out: of two callers that announce at once,
+ * at least one sees the other (the announcement and the second look are ordered by a full
+ * fence) and backs off. One that backs off withdraws and tries again after a few yields, more
+ * of them the higher its slot, so that two do not keep meeting. Returns the microseconds
+ * announced, which after_launch withdraws once the claim is on the board. */
+static uint64_t gate(const shape *sh)
 {
     orion_kernel k = {sh->profile, sh == &graph_shape ? device_sms() : sh->sm_need,
                       atomic_load(&sh->dur_us)};
@@ -109,8 +118,19 @@ static void gate(const shape *sh)
         uint64_t budget = orion_board_view_budget(bd, &v, FALLBACK_BUDGET);
         l.dur_threshold_us = cfg.dur_threshold_us ? (uint64_t)cfg.dur_threshold_us : budget;
         orion_verdict vd = orion_policy(&v, &k, &l);
-        if (vd == ORION_GO)
-            break;
+        if (vd == ORION_GO) {
+            atomic_fetch_add(&cfg.board.mine->be_pending_us, k.dur_us);
+            atomic_thread_fence(memory_order_seq_cst);
+            orion_board_view_budget(bd, &v, FALLBACK_BUDGET);
+            v.be_inflight_us -= k.dur_us;
+            vd = orion_policy(&v, &k, &l);
+            if (vd == ORION_GO)
+                break;
+            atomic_fetch_sub(&cfg.board.mine->be_pending_us, k.dur_us);
+            COUNT(admission_retries);
+            for (long n = 1 + (cfg.board.mine - bd->slot); n > 0; n--)
+                sched_yield();
+        }
         now = rt_now_ns();
         if (!t0) {
             t0 = last_reclaim = now;
@@ -128,6 +148,7 @@ static void gate(const shape *sh)
     }
     if (t0 && cfg.counting)
         rt_hist_record(&st.wait_ns, rt_now_ns() - t0);
+    return k.dur_us;
 }
 
 /* What one tracked launch carries from before the launch to after it. */
@@ -135,7 +156,8 @@ typedef struct tracked {
     shape *sh;
     CUstream eff; /* the stream it goes on (CU_STREAM_PER_THREAD for a _ptsz NULL) */
     CUcontext ctx;
-    CUevent start; /* ORION_LEARN's event before it, or NULL */
+    CUevent start;       /* ORION_LEARN's event before it, or NULL */
+    uint64_t pending_us; /* announced by the gate (BE), withdrawn after the claim */
 } tracked;
 
 /* Gate (BE) and prepare tracking of one launch; returns the class, or CLS_PASS when the
@@ -176,9 +198,10 @@ static int before_launch(CUstream s, bool ptsz, CUfunction f, const uint32_t g[3
         COUNT(untracked);
         return CLS_PASS;
     }
+    t->pending_us = 0;
     if (cls == CLS_BE) {
         orion_board_mark_be(&cfg.board);
-        gate(t->sh);
+        t->pending_us = gate(t->sh);
     }
     t->start = f ? start_event(t->eff, t->ctx) : NULL;
     return cls;
@@ -192,6 +215,8 @@ static void after_launch(CUresult r, int cls, const tracked *t)
         track(cls, t->sh, t->eff, t->ctx, t->start);
     else if (t->start)
         drop_start_event(t->start, t->ctx);
+    if (t->pending_us) /* the claim (if any) is on the board now */
+        atomic_fetch_sub(&cfg.board.mine->be_pending_us, t->pending_us);
 }
 
 /* The real function of a launch is of its family's plain type (a _ptsz variant has the same

@@ -115,7 +115,8 @@ CUresult graph_impl(void *real, bool ptsz, CUgraphExec g, CUstream s);
 /* ---- stats.c ----------------------------------------------------------------------------- */
 
 typedef struct orion_counters {
-    _Atomic uint64_t hp, be, pass, captured, graph, untracked, copies, syncs, waits, hp_alone;
+    _Atomic uint64_t hp, be, pass, captured, graph, untracked, copies, syncs, waits, hp_alone,
+        admission_retries;
     _Atomic uint64_t reason[4];
     rt_hist wait_ns, hp_kernel_ns;
 } orion_counters;
