@@ -2,9 +2,9 @@
  *
  *   launch shapes       per (function, grid, block, shared memory): SM need, profile,
  *                       duration, in an insert-only table read without locks
- *   in-flight tracking  an event recorded after each gated launch on its stream, a pool of
- *                       events, the monitor thread that sees them complete and releases
- *                       their claims on the board
+ *   in-flight tracking  per burst: one event per group of back-to-back launches of a thread
+ *                       on a stream, a pool of events, the monitor thread that sees them
+ *                       complete and releases their claims on the board
  */
 #include "shim.h" /* first: driver.h sets the CUDA API version of cuda.h */
 
