@@ -1,6 +1,7 @@
 # shim-posix/module.mk: SplitFT's client side: the POSIX shim libsplitft.so and the splitft
 # command. The near-compute log they use is its own component, shim-posix/ncl (module.mk
-# there), reached through its header ncl/client.h.
+# there), reached through its header ncl/client.h; the YCSB driver splitft-ycsb is built by
+# shim-posix/ycsb/module.mk.
 include shim-posix/ncl/module.mk
 include shim-posix/ycsb/module.mk
 

@@ -1008,7 +1008,8 @@ int main(int argc, char **argv)
         o.w = ycsb_workload_get('a'); /* unused by load; never NULL */
 
     signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
+    /* SA_RESTART: a signal ends the phase between operations, never fails one. */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
