@@ -697,7 +697,8 @@ static int read_acked(akeys *a, const char *path, rt_err *err)
     int rc = 0;
     for (unsigned long no = 1; (len = getline(&line, &cap, f)) > 0; no++) {
         if (line[len - 1] != '\n') {
-            fprintf(stderr, "splitft-ycsb: %s:%lu: ignoring an incomplete last line\n", path, no);
+            /* On stdout: a note, not an error (stderr's last line is the verdict). */
+            printf("%s:%lu: ignoring an incomplete last line\n", path, no);
             break;
         }
         line[len - 1] = '\0';
@@ -807,6 +808,9 @@ static int check_phase(const opts *o, void *db)
         }
     }
     printf("checked %zu keys, %zu lost\n", a.n, lost);
+    fflush(stdout);
+    if (lost) /* last on stderr too, after the lost keys, for scripts that keep one line */
+        fprintf(stderr, "splitft-ycsb: check failed: %zu of %zu keys lost\n", lost, a.n);
     status = lost ? 1 : 0;
     goto out;
 out_msg:
