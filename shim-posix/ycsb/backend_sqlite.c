@@ -7,7 +7,14 @@
  * returns), otherwise NORMAL (in WAL mode: no fsync on commit, only at checkpoints).
  * Inserts are INSERT OR REPLACE: a run that inserts again from the record count (as every
  * run does, like YCSB's) rewrites the records an earlier run inserted instead of failing.
+ *
+ * --exclusive: one connection in locking_mode=EXCLUSIVE, shared by the threads (each
+ * operation under a mutex), as an application that owns its database runs it. On a network
+ * file system every transaction of a non-exclusive connection takes and drops POSIX locks,
+ * each a round trip to the servers; that cost is the same in every durability mode and hides
+ * the one being measured.
  */
+#include <pthread.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -19,19 +26,38 @@
 
 #define BUSY_MS 10000
 
+typedef struct sconn sconn;
+
 typedef struct sdb {
     const char *path;
     int fieldcount;
     size_t fieldlength;
-    bool sync, create;
+    bool sync, create, exclusive;
+    pthread_mutex_t mu; /* --exclusive: the shared connection, and each operation on it */
+    sconn *shared;
+    int users;
 } sdb;
 
-typedef struct sconn {
+struct sconn {
     sdb *db;
     sqlite3 *h;
     sqlite3_stmt *read, *insert, *scan;
     sqlite3_stmt *update[YCSB_FIELDS_MAX];
-} sconn;
+};
+
+/* Around each operation: the shared connection is used by one thread at a time. */
+static void enter(const sconn *c)
+{
+    if (c->db->exclusive)
+        pthread_mutex_lock(&c->db->mu);
+}
+
+static int leave(const sconn *c, int rc)
+{
+    if (c->db->exclusive)
+        pthread_mutex_unlock(&c->db->mu);
+    return rc;
+}
 
 static int s_fail(sconn *c, rt_err *err, const char *what, const char *key)
 {
@@ -65,7 +91,10 @@ static int open_handle(const sdb *db, sqlite3 **out, rt_err *err)
         return rc;
     }
     sqlite3_busy_timeout(h, BUSY_MS);
-    int rc = exec(h, db, "PRAGMA journal_mode=WAL", err);
+    /* Before WAL mode: an exclusive connection keeps the WAL index in its heap, no -shm file. */
+    int rc = db->exclusive ? exec(h, db, "PRAGMA locking_mode=EXCLUSIVE", err) : 0;
+    if (rc == 0)
+        rc = exec(h, db, "PRAGMA journal_mode=WAL", err);
     if (rc == 0)
         rc = exec(h, db, db->sync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err);
     if (rc < 0) {
@@ -100,7 +129,7 @@ static int take_row(sconn *c, sqlite3_stmt *st, int first, const char *key, ycsb
     return 0;
 }
 
-static int s_insert(void *conn, const char *key, char *const *vals, rt_err *err)
+static int s_insert_locked(void *conn, const char *key, char *const *vals, rt_err *err)
 {
     sconn *c = conn;
     sqlite3_stmt *st = c->insert;
@@ -113,7 +142,7 @@ static int s_insert(void *conn, const char *key, char *const *vals, rt_err *err)
     return rc;
 }
 
-static int s_read(void *conn, const char *key, ycsb_rec *out, rt_err *err)
+static int s_read_locked(void *conn, const char *key, ycsb_rec *out, rt_err *err)
 {
     sconn *c = conn;
     sqlite3_stmt *st = c->read;
@@ -131,7 +160,7 @@ static int s_read(void *conn, const char *key, ycsb_rec *out, rt_err *err)
     return rc;
 }
 
-static int s_update(void *conn, const char *key, int field, const char *val, rt_err *err)
+static int s_update_locked(void *conn, const char *key, int field, const char *val, rt_err *err)
 {
     sconn *c = conn;
     sqlite3_stmt *st = c->update[field];
@@ -146,8 +175,8 @@ static int s_update(void *conn, const char *key, int field, const char *val, rt_
     return rc;
 }
 
-static int s_scan(void *conn, const char *start, unsigned count, ycsb_rec *scratch, unsigned *found,
-                  rt_err *err)
+static int s_scan_locked(void *conn, const char *start, unsigned count, ycsb_rec *scratch,
+                         unsigned *found, rt_err *err)
 {
     sconn *c = conn;
     sqlite3_stmt *st = c->scan;
@@ -166,11 +195,33 @@ static int s_scan(void *conn, const char *start, unsigned count, ycsb_rec *scrat
     return rc;
 }
 
-static void s_disconnect(void *conn)
+static int s_insert(void *conn, const char *key, char *const *vals, rt_err *err)
 {
-    sconn *c = conn;
-    if (!c)
-        return;
+    enter(conn);
+    return leave(conn, s_insert_locked(conn, key, vals, err));
+}
+
+static int s_read(void *conn, const char *key, ycsb_rec *out, rt_err *err)
+{
+    enter(conn);
+    return leave(conn, s_read_locked(conn, key, out, err));
+}
+
+static int s_update(void *conn, const char *key, int field, const char *val, rt_err *err)
+{
+    enter(conn);
+    return leave(conn, s_update_locked(conn, key, field, val, err));
+}
+
+static int s_scan(void *conn, const char *start, unsigned count, ycsb_rec *scratch, unsigned *found,
+                  rt_err *err)
+{
+    enter(conn);
+    return leave(conn, s_scan_locked(conn, start, count, scratch, found, err));
+}
+
+static void free_conn(sconn *c)
+{
     sqlite3_finalize(c->read);
     sqlite3_finalize(c->insert);
     sqlite3_finalize(c->scan);
@@ -180,7 +231,43 @@ static void s_disconnect(void *conn)
     free(c);
 }
 
+static void s_disconnect(void *conn)
+{
+    sconn *c = conn;
+    if (!c)
+        return;
+    if (c->db->exclusive) { /* the last thread closes the shared connection */
+        pthread_mutex_lock(&c->db->mu);
+        bool last = --c->db->users == 0;
+        if (last)
+            c->db->shared = NULL;
+        pthread_mutex_unlock(&c->db->mu);
+        if (!last)
+            return;
+    }
+    free_conn(c);
+}
+
+static int connect_new(sdb *dbp, sconn **connp, rt_err *err);
+
 static int s_connect(void *dbp, void **connp, rt_err *err)
+{
+    sdb *d = dbp;
+    if (!d->exclusive)
+        return connect_new(d, (sconn **)connp, err);
+    pthread_mutex_lock(&d->mu);
+    int rc = 0;
+    if (!d->shared)
+        rc = connect_new(d, &d->shared, err);
+    if (rc == 0) {
+        d->users++;
+        *connp = d->shared;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+static int connect_new(sdb *dbp, sconn **connp, rt_err *err)
 {
     sconn *c = calloc(1, sizeof *c);
     if (!c)
@@ -216,7 +303,7 @@ static int s_connect(void *dbp, void **connp, rt_err *err)
         rc = prepare(c, sql, &c->update[i], err);
     }
     if (rc < 0) {
-        s_disconnect(c);
+        free_conn(c);
         return rc;
     }
     *connp = c;
@@ -232,6 +319,8 @@ static int s_open(const ycsb_conf *conf, void **dbp, rt_err *err)
     d->fieldcount = conf->fieldcount;
     d->fieldlength = conf->fieldlength;
     d->sync = conf->sync;
+    d->exclusive = conf->exclusive;
+    pthread_mutex_init(&d->mu, NULL);
     /* `check` reads what an earlier run left: a missing file is an error there. */
     d->create = conf->phase != YCSB_CHECK;
     if (!d->create && access(d->path, F_OK) != 0) {
@@ -260,7 +349,12 @@ static int s_open(const ycsb_conf *conf, void **dbp, rt_err *err)
     return 0;
 }
 
-static void s_close(void *db) { free(db); }
+static void s_close(void *db)
+{
+    sdb *d = db;
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
 
 const ycsb_backend ycsb_backend_sqlite = {
     .name = "sqlite",

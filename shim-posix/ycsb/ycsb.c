@@ -53,6 +53,8 @@ static const char usage[] =
     "  --sync               strong durability: RocksDB WriteOptions.sync, SQLite\n"
     "                       synchronous=FULL (else NORMAL; WAL either way); Redis: the\n"
     "                       server's appendfsync decides\n"
+    "  --exclusive          sqlite: one connection in locking_mode=EXCLUSIVE, shared by the\n"
+    "                       threads (no POSIX lock per transaction)\n"
     "  --acked FILE         append 'KEY VERSION' for every acknowledged insert, update and\n"
     "                       read-modify-write (check: the files to verify)\n"
     "  --timeline FILE      CSV t_ms,ops: operations completed in each interval\n"
@@ -75,7 +77,7 @@ typedef struct opts {
     uint64_t records, ops, duration_ns, seed, interval_ms;
     int threads, fieldcount;
     size_t fieldlength;
-    bool sync;
+    bool sync, exclusive;
     const char **acked;
     size_t nacked;
     const char *timeline, *csv, *hist;
@@ -852,6 +854,7 @@ int main(int argc, char **argv)
         OPT_THREADS,
         OPT_SEED,
         OPT_SYNC,
+        OPT_EXCLUSIVE,
         OPT_ACKED,
         OPT_TIMELINE,
         OPT_INTERVAL,
@@ -869,6 +872,7 @@ int main(int argc, char **argv)
                                           {"threads", required_argument, NULL, OPT_THREADS},
                                           {"seed", required_argument, NULL, OPT_SEED},
                                           {"sync", no_argument, NULL, OPT_SYNC},
+                                          {"exclusive", no_argument, NULL, OPT_EXCLUSIVE},
                                           {"acked", required_argument, NULL, OPT_ACKED},
                                           {"timeline", required_argument, NULL, OPT_TIMELINE},
                                           {"interval-ms", required_argument, NULL, OPT_INTERVAL},
@@ -952,6 +956,9 @@ int main(int argc, char **argv)
         case OPT_SYNC:
             o.sync = true;
             break;
+        case OPT_EXCLUSIVE:
+            o.exclusive = true;
+            break;
         case OPT_ACKED:
             if (o.nacked == sizeof acked / sizeof acked[0])
                 return die_usage("%s", "too many --acked files (at most 64)");
@@ -1002,6 +1009,8 @@ int main(int argc, char **argv)
         return die_usage("%s", "--backend is required: redis, rocksdb or sqlite");
     if (!o.target || !o.target[0])
         return die_usage("%s", "--target is required: HOST:PORT for redis, a path otherwise");
+    if (o.exclusive && o.be != &ycsb_backend_sqlite)
+        return die_usage("%s", "--exclusive is for --backend sqlite only");
     if (o.phase == YCSB_RUN && !o.w)
         return die_usage("%s", "run needs --workload a, b, c, d, e or f");
     if (o.phase == YCSB_CHECK && o.nacked == 0)
@@ -1022,7 +1031,8 @@ int main(int argc, char **argv)
                       .phase = o.phase,
                       .fieldcount = o.fieldcount,
                       .fieldlength = o.fieldlength,
-                      .sync = o.sync};
+                      .sync = o.sync,
+                      .exclusive = o.exclusive};
     void *db;
     if (o.be->open(&conf, &db, &e) < 0) {
         fprintf(stderr, "splitft-ycsb: %s\n", e.msg);

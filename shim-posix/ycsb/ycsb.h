@@ -205,7 +205,8 @@ typedef struct ycsb_conf {
     ycsb_phase phase;
     int fieldcount;
     size_t fieldlength;
-    bool sync; /* --sync: the backend's strong durability */
+    bool sync;      /* --sync: the backend's strong durability */
+    bool exclusive; /* --exclusive (sqlite): one connection, locking_mode=EXCLUSIVE */
 } ycsb_conf;
 
 /* A record as read: one slot per field, a buffer per slot that grows and is reused. */
