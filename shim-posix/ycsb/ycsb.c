@@ -51,7 +51,7 @@ static const char usage[] =
     "  --threads N          client threads, each with its own connection (default 1)\n"
     "  --seed S             thread i's random choices depend on (S, i) only (default 1)\n"
     "  --sync               strong durability: RocksDB WriteOptions.sync, SQLite\n"
-    "                       synchronous=FULL (else NORMAL; WAL either way); Redis: the\n"
+    "                       synchronous=FULL (else OFF; WAL either way); Redis: the\n"
     "                       server's appendfsync decides\n"
     "  --exclusive          sqlite: one connection in locking_mode=EXCLUSIVE, shared by the\n"
     "                       threads (no POSIX lock per transaction)\n"
