@@ -2,7 +2,8 @@
 # hand), RocksDB and SQLite (their C APIs); the benchmark driver of SplitFT's applications.
 # The workload's pure parts (workload.c, values.c, hist.c) are what tests/unit/ycsb links.
 YCSB_CORE_SRCS := shim-posix/ycsb/workload.c shim-posix/ycsb/values.c shim-posix/ycsb/hist.c
-YCSB_SRCS := $(YCSB_CORE_SRCS) shim-posix/ycsb/ycsb.c shim-posix/ycsb/backend_redis.c \
+YCSB_SRCS := $(YCSB_CORE_SRCS) shim-posix/ycsb/ycsb.c shim-posix/ycsb/check.c \
+             shim-posix/ycsb/backend_redis.c \
              shim-posix/ycsb/backend_rocksdb.c shim-posix/ycsb/backend_sqlite.c
 YCSB_LDLIBS := -lrocksdb -lsqlite3 -lpthread -lm
 

@@ -13,7 +13,7 @@
  *   splitft-ycsb load|run|check --backend redis|rocksdb|sqlite --target HOST:PORT|PATH ...
  *
  * Sections: options, the shared state, timeline, one operation, client threads, reports,
- * load and run, check, main.
+ * load and run, main; check is check.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,20 +69,6 @@ static const char usage[] =
 
 /* ---- options ------------------------------------------------------------------------- */
 
-typedef struct opts {
-    ycsb_phase phase;
-    const ycsb_backend *be;
-    const char *target;
-    const ycsb_workload *w;
-    uint64_t records, ops, duration_ns, seed, interval_ms;
-    int threads, fieldcount;
-    size_t fieldlength;
-    bool sync, exclusive;
-    const char **acked;
-    size_t nacked;
-    const char *timeline, *csv, *hist;
-} opts;
-
 static int die_usage(const char *fmt, const char *arg)
 {
     fprintf(stderr, "splitft-ycsb: ");
@@ -101,7 +87,7 @@ typedef struct stripe {
 } stripe;
 
 typedef struct shared {
-    const opts *o;
+    const ycsb_opts *o;
     void *db;
     ycsb_counter inserts; /* run: the acknowledged insert counter */
     uint64_t load_next;   /* load: the next key number (atomic) */
@@ -240,7 +226,7 @@ static int do_write(worker *w, ycsb_op op, uint64_t keynum, const char *key, int
                     uint64_t *lat_ns, rt_err *err)
 {
     shared *sh = w->sh;
-    const opts *o = sh->o;
+    const ycsb_opts *o = sh->o;
     const ycsb_backend *be = o->be;
     stripe *st = sh->stripes ? &sh->stripes[keynum % STRIPES] : NULL;
     uint64_t t0 = rt_now_ns(), version, seq = realtime_us();
@@ -277,7 +263,7 @@ static int do_write(worker *w, ycsb_op op, uint64_t keynum, const char *key, int
 static int do_op(worker *w, ycsb_op op, uint64_t keynum, rt_err *err)
 {
     shared *sh = w->sh;
-    const opts *o = sh->o;
+    const ycsb_opts *o = sh->o;
     char key[YCSB_KEY_MAX];
     uint64_t lat = 0, t0;
     unsigned found;
@@ -340,7 +326,7 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     shared *sh = w->sh;
-    const opts *o = sh->o;
+    const ycsb_opts *o = sh->o;
     rt_err e;
     for (uint64_t i = 0; !stopping(sh); i++) {
         if (o->duration_ns ? rt_now_ns() >= sh->deadline : o->phase == YCSB_RUN && i >= w->quota)
@@ -378,7 +364,7 @@ static void worker_free(worker *w, const ycsb_backend *be)
 
 static int worker_init(worker *w, shared *sh, int idx, rt_err *err)
 {
-    const opts *o = sh->o;
+    const ycsb_opts *o = sh->o;
     memset(w, 0, sizeof *w);
     w->sh = sh;
     w->idx = idx;
@@ -422,7 +408,7 @@ static int close_out(FILE *f, const char *path, rt_err *err)
 
 static double us(uint64_t ns) { return (double)ns / 1000.0; }
 
-static int report(const opts *o, const ycsb_hist *hist, const uint64_t *not_found, double secs,
+static int report(const ycsb_opts *o, const ycsb_hist *hist, const uint64_t *not_found, double secs,
                   rt_err *err)
 {
     ycsb_hist *all = malloc(sizeof *all);
@@ -485,7 +471,7 @@ static int report(const opts *o, const ycsb_hist *hist, const uint64_t *not_foun
 
 /* ---- load and run -------------------------------------------------------------------- */
 
-static int run_phase(const opts *o, void *db)
+static int run_phase(const ycsb_opts *o, void *db)
 {
     shared sh = {.o = o, .db = db, .ack_fd = -1};
     rt_err e;
@@ -615,219 +601,6 @@ out:
     return status;
 }
 
-/* ---- check --------------------------------------------------------------------------- */
-
-/* What the acknowledgement files require of one key: per field, the largest acknowledged
- * version that wrote it (0: none). */
-typedef struct akeys {
-    int fieldcount;
-    size_t n, cap; /* entries */
-    char (*key)[YCSB_KEY_MAX];
-    uint64_t *req; /* n x fieldcount */
-    size_t *slot;  /* open addressing: entry + 1, 0 empty */
-    size_t nslots;
-} akeys;
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
-static int akeys_grow(akeys *a)
-{
-    size_t ns = a->nslots ? a->nslots * 2 : 1024;
-    size_t *slot = calloc(ns, sizeof *slot);
-    if (!slot)
-        return -ENOMEM;
-    for (size_t i = 0; i < a->n; i++) {
-        size_t j = str_hash(a->key[i]) & (ns - 1);
-        while (slot[j])
-            j = (j + 1) & (ns - 1);
-        slot[j] = i + 1;
-    }
-    free(a->slot);
-    a->slot = slot;
-    a->nslots = ns;
-    return 0;
-}
-
-/* The requirements of key (added when new); NULL without memory. */
-static uint64_t *akeys_get(akeys *a, const char *key)
-{
-    if ((!a->slot || 2 * (a->n + 1) > a->nslots) && akeys_grow(a) < 0)
-        return NULL;
-    size_t j = str_hash(key) & (a->nslots - 1);
-    while (a->key && a->slot[j]) { /* a->key is set with the first entry */
-        size_t i = a->slot[j] - 1;
-        if (strcmp(a->key[i], key) == 0)
-            return &a->req[i * (size_t)a->fieldcount];
-        j = (j + 1) & (a->nslots - 1);
-    }
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 1024;
-        char(*k)[YCSB_KEY_MAX] = realloc(a->key, cap * sizeof *k);
-        if (!k)
-            return NULL;
-        a->key = k;
-        uint64_t *r = realloc(a->req, cap * (size_t)a->fieldcount * sizeof *r);
-        if (!r)
-            return NULL;
-        a->req = r;
-        a->cap = cap;
-    }
-    size_t i = a->n++;
-    snprintf(a->key[i], YCSB_KEY_MAX, "%s", key);
-    memset(&a->req[i * (size_t)a->fieldcount], 0, (size_t)a->fieldcount * sizeof *a->req);
-    a->slot[j] = i + 1;
-    return &a->req[i * (size_t)a->fieldcount];
-}
-
-/* Read one acknowledgement file. A last line without its newline was being written when
- * the writer died and is ignored: a cut line could name another key or a smaller version,
- * and the file must never claim a write that was not acknowledged. */
-static int read_acked(akeys *a, const char *path, rt_err *err)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return rt_err_sys(err, "--acked %s", path);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int rc = 0;
-    for (unsigned long no = 1; (len = getline(&line, &cap, f)) > 0; no++) {
-        if (line[len - 1] != '\n') {
-            /* On stdout: a note, not an error (stderr's last line is the verdict). */
-            printf("%s:%lu: ignoring an incomplete last line\n", path, no);
-            break;
-        }
-        line[len - 1] = '\0';
-        char key[YCSB_KEY_MAX];
-        const char *sp = strchr(line, ' ');
-        long long v;
-        rt_err pe;
-        if (!sp || sp == line || (size_t)(sp - line) >= sizeof key ||
-            strncmp(line, "user", 4) != 0 || rt_parse_int(sp + 1, 1, INT64_MAX, &v, &pe) < 0) {
-            rc = rt_err_set(err, EINVAL, "%s:%lu: '%.60s': not 'KEY VERSION'", path, no, line);
-            break;
-        }
-        memcpy(key, line, (size_t)(sp - line));
-        key[sp - line] = '\0';
-        uint64_t ver = (uint64_t)v;
-        int field = ycsb_version_field(ver);
-        if (field >= a->fieldcount) {
-            rc = rt_err_set(err, EINVAL,
-                            "%s:%lu: version %llu wrote field %d, but --fieldcount is %d", path, no,
-                            (unsigned long long)ver, field, a->fieldcount);
-            break;
-        }
-        uint64_t *req = akeys_get(a, key);
-        if (!req) {
-            rc = rt_err_set(err, ENOMEM, "%s: no memory for %zu keys", path, a->n);
-            break;
-        }
-        for (int i = 0; i < a->fieldcount; i++)
-            if ((field == YCSB_VERSION_ALL || field == i) && ver > req[i])
-                req[i] = ver;
-    }
-    if (rc == 0 && ferror(f))
-        rc = rt_err_sys(err, "--acked %s: read", path);
-    free(line);
-    fclose(f);
-    return rc;
-}
-
-/* Why the record read for key fails its requirements; NULL when it passes. */
-static const char *verify(const ycsb_rec *r, const char *key, const uint64_t *req, size_t flen,
-                          char *why, size_t cap)
-{
-    for (int i = 0; i < r->n; i++) {
-        uint64_t v = 0;
-        if (r->f[i].present) {
-            if (ycsb_value_parse(r->f[i].p, r->f[i].len, flen, key, i, &v) < 0) {
-                snprintf(why, cap,
-                         "field%d is not a value this tool wrote for this key (%zu bytes: '%.40s')",
-                         i, r->f[i].len, r->f[i].p);
-                return why;
-            }
-            int vf = ycsb_version_field(v);
-            if (vf != YCSB_VERSION_ALL && vf != i) {
-                snprintf(why, cap, "field%d holds version %llu, a write of field%d", i,
-                         (unsigned long long)v, vf);
-                return why;
-            }
-        }
-        if (req[i] && !r->f[i].present) {
-            snprintf(why, cap, "field%d is missing; acknowledged version %llu", i,
-                     (unsigned long long)req[i]);
-            return why;
-        }
-        if (req[i] && v < req[i]) {
-            snprintf(why, cap, "field%d has version %llu, older than the acknowledged %llu", i,
-                     (unsigned long long)v, (unsigned long long)req[i]);
-            return why;
-        }
-    }
-    return NULL;
-}
-
-static int check_phase(const opts *o, void *db)
-{
-    akeys a = {.fieldcount = o->fieldcount};
-    rt_err e;
-    int status = 1;
-    void *conn = NULL;
-    ycsb_rec *rec = malloc(sizeof *rec);
-    if (!rec) {
-        fprintf(stderr, "splitft-ycsb: no memory\n");
-        return 1;
-    }
-    ycsb_rec_init(rec, o->fieldcount);
-    for (size_t i = 0; i < o->nacked; i++)
-        if (read_acked(&a, o->acked[i], &e) < 0)
-            goto out_msg;
-    if (o->be->connect(db, &conn, &e) < 0)
-        goto out_msg;
-    size_t lost = 0;
-    char why[256];
-    for (size_t i = 0; i < a.n; i++) {
-        const char *key = a.key[i];
-        int rc = o->be->read(conn, key, rec, &e);
-        const char *bad = NULL;
-        if (rc == -ENOENT)
-            bad = "no such record";
-        else if (rc < 0)
-            goto out_msg;
-        else
-            bad =
-                verify(rec, key, &a.req[i * (size_t)a.fieldcount], o->fieldlength, why, sizeof why);
-        if (bad) {
-            if (lost < 10)
-                fprintf(stderr, "lost: %s: %s\n", key, bad);
-            lost++;
-        }
-    }
-    printf("checked %zu keys, %zu lost\n", a.n, lost);
-    fflush(stdout);
-    if (lost) /* last on stderr too, after the lost keys, for scripts that keep one line */
-        fprintf(stderr, "splitft-ycsb: check failed: %zu of %zu keys lost\n", lost, a.n);
-    status = lost ? 1 : 0;
-    goto out;
-out_msg:
-    fprintf(stderr, "splitft-ycsb: %s\n", e.msg);
-out:
-    if (conn)
-        o->be->disconnect(conn);
-    ycsb_rec_free(rec);
-    free(rec);
-    free(a.key);
-    free(a.req);
-    free(a.slot);
-    return status;
-}
-
 /* ---- main ---------------------------------------------------------------------------- */
 
 static int parse_u64(const char *opt, const char *s, long long min, long long max, uint64_t *out)
@@ -882,13 +655,13 @@ int main(int argc, char **argv)
                                           {"fieldlength", required_argument, NULL, OPT_FIELDLENGTH},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
-    opts o = {.records = 1000,
-              .ops = 1000,
-              .threads = 1,
-              .seed = 1,
-              .interval_ms = 100,
-              .fieldcount = 10,
-              .fieldlength = 100};
+    ycsb_opts o = {.records = 1000,
+                   .ops = 1000,
+                   .threads = 1,
+                   .seed = 1,
+                   .interval_ms = 100,
+                   .fieldcount = 10,
+                   .fieldlength = 100};
     const char *acked[64] = {NULL};
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(usage, stdout);
@@ -1038,7 +811,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "splitft-ycsb: %s\n", e.msg);
         return e.code == EINVAL ? 2 : 1;
     }
-    int status = o.phase == YCSB_CHECK ? check_phase(&o, db) : run_phase(&o, db);
+    int status = o.phase == YCSB_CHECK ? ycsb_check(&o, db) : run_phase(&o, db);
     o.be->close(db);
     return status;
 }

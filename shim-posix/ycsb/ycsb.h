@@ -251,6 +251,24 @@ typedef struct ycsb_backend {
 
 extern const ycsb_backend ycsb_backend_redis, ycsb_backend_rocksdb, ycsb_backend_sqlite;
 
+/* The command line, as main parsed it. */
+typedef struct ycsb_opts {
+    ycsb_phase phase;
+    const ycsb_backend *be;
+    const char *target;
+    const ycsb_workload *w;
+    uint64_t records, ops, duration_ns, seed, interval_ms;
+    int threads, fieldcount;
+    size_t fieldlength;
+    bool sync, exclusive;
+    const char **acked;
+    size_t nacked;
+    const char *timeline, *csv, *hist;
+} ycsb_opts;
+
+/* check: read back every write the --acked files name (check.c); the exit status. */
+int ycsb_check(const ycsb_opts *o, void *db);
+
 #pragma GCC visibility pop
 
 #endif
