@@ -2,7 +2,9 @@
 RT_SRCS   := $(wildcard runtime/src/*.c)
 RT_OBJS   := $(RT_SRCS:%.c=$(BUILD)/obj/%.o)
 RT_LIB    := $(BUILD)/lib/libruntime.a
-RT_LDLIBS := -lunwind -lpthread -lm -ldl
+# libunwind where its header is (fatal.c falls back to glibc's backtrace() without it)
+RT_HAVE_UNWIND := $(shell $(CC) -E -x c -include libunwind.h /dev/null >/dev/null 2>&1 && echo yes)
+RT_LDLIBS := $(if $(RT_HAVE_UNWIND),-lunwind) -lpthread -lm -ldl
 
 $(RT_LIB): $(RT_OBJS)
 	@mkdir -p $(@D)

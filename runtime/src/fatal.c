@@ -1,8 +1,15 @@
-/* fatal.c: fatal errors and crash reports with a libunwind backtrace. */
+/* fatal.c: fatal errors and crash reports with a backtrace: libunwind's where it is installed
+ * (Debian's libunwind-dev, which scripts/setup installs), else glibc's backtrace() (a machine
+ * without it, such as a GPU machine that only builds Orion). */
 #include "rt/fatal.h"
 
+#if __has_include(<libunwind.h>)
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+#define RT_HAVE_LIBUNWIND 1
+#else
+#include <execinfo.h>
+#endif
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +21,16 @@ static void write_str(int fd, const char *s)
     (void)w;
 }
 
+#ifndef RT_HAVE_LIBUNWIND
+int rt_backtrace(int fd)
+{
+    void *ips[64];
+    int n = backtrace(ips, 64);
+    write_str(fd, "backtrace:\n");
+    backtrace_symbols_fd(ips, n, fd);
+    return n;
+}
+#else
 static void fmt_to(int fd, const char *fmt, ...)
 {
     char buf[512];
@@ -45,6 +62,7 @@ int rt_backtrace(int fd)
     }
     return n;
 }
+#endif
 
 void rt_fatal_at(const rt_logger *lg, const char *file, int line, const char *fmt, ...)
 {
