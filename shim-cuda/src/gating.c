@@ -139,6 +139,7 @@ static uint64_t gate(const shape *sh)
         }
         if (now - last_reclaim > 100 * RT_MS) { /* a dead HP client may hold the board */
             orion_board_reclaim(&cfg.board);
+            tracking_repair_drift();
             last_reclaim = now;
         }
         if (spins < 32)

@@ -96,6 +96,9 @@ CUevent start_event(CUstream eff, CUcontext ctx);
 void track(int cls, shape *sh, CUstream eff, CUcontext ctx, CUevent start);
 /* After a gated launch that failed: its start event back to the pool. */
 void drop_start_event(CUevent start, CUcontext ctx);
+/* A BE caller waiting long: drop this process's BE claim when none of its groups is in
+ * flight (a stale claim blocks every BE client). */
+void tracking_repair_drift(void);
 /* At exit: stop the monitor thread (waiting at most 100 ms for it). */
 void monitor_stop(void);
 
@@ -116,7 +119,7 @@ CUresult graph_impl(void *real, bool ptsz, CUgraphExec g, CUstream s);
 
 typedef struct orion_counters {
     _Atomic uint64_t hp, be, pass, captured, graph, untracked, copies, syncs, waits, hp_alone,
-        admission_retries;
+        admission_retries, drift_repairs;
     _Atomic uint64_t reason[4];
     rt_hist wait_ns, hp_kernel_ns;
 } orion_counters;

@@ -36,6 +36,7 @@ void write_stats(void)
     rt_json_u64(&j, "syncs", atomic_load(&st.syncs));
     rt_json_u64(&j, "be_waits", atomic_load(&st.waits));
     rt_json_u64(&j, "be_admission_retries", atomic_load(&st.admission_retries));
+    rt_json_u64(&j, "be_stale_claims_dropped", atomic_load(&st.drift_repairs));
     rt_json_begin(&j, "wait_reasons");
     for (int r = 1; r < 4; r++)
         rt_json_u64(&j, orion_verdict_name((orion_verdict)r), atomic_load(&st.reason[r]));
