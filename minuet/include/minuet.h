@@ -6,7 +6,8 @@
  * {0, ..., K-1} for even K (MinkowskiEngine's convention). The kernel map of offset k holds
  * the pairs (input i, output o) with coord(o) + delta_k = coord(i).
  *
- * Sections: errors, coordinates, kernel maps, convolution, files.
+ * Sections: errors, coordinates, kernel maps, convolution, configuration, networks, files,
+ * the CUDA backend.
  */
 #ifndef MINUET_H
 #define MINUET_H
@@ -14,6 +15,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ---- errors -------------------------------------------------------------------------- */
 
@@ -28,6 +33,7 @@ typedef enum mn_status {
     MN_ENOMEM,
     MN_EIO,     /* cannot read or write a file */
     MN_EFORMAT, /* malformed or truncated file */
+    MN_ENODEV,  /* the CUDA backend cannot run: no device, no driver, or built without nvcc */
 } mn_status;
 
 /* The message of the last error in this thread (names the cause: "duplicate coordinate
@@ -165,11 +171,14 @@ mn_status mn_conv_backward(const mn_kmap *map, const float *in, size_t n_in, int
 /* ---- configuration and autotuning ------------------------------------------------------ */
 
 /* Read MINUET_DEVICE (cpu|cuda|auto, default auto), MINUET_TUNE (on|off, default on),
- * MINUET_TUNE_CACHE (a JSON file; unset: tuning kept in this process) and MINUET_ISA once. MN_EINVAL with a
- * message naming the variable on a malformed value, or for MINUET_DEVICE=cuda while this
- * library has only the CPU backend. mn_conv, mn_conv_backward and mn_net_forward call it. */
+ * MINUET_TUNE_CACHE (a JSON file; unset: tuning kept in this process) and MINUET_ISA once.
+ * MN_EINVAL with a message naming the variable on a malformed value; MN_ENODEV for
+ * MINUET_DEVICE=cuda where the CUDA backend cannot run, naming the reason (no driver, no
+ * device, a build without nvcc). mn_conv, mn_conv_backward and mn_net_forward call it. */
 mn_status mn_config(void);
-/* The backend in use: "cpu". */
+/* The backend MINUET_DEVICE picks for the spconv hook and the minuet command: "cpu", or
+ * "cuda" (MINUET_DEVICE=cuda, or auto where a CUDA device is usable). The C calls do not
+ * depend on it: host pointers go to the CPU backend, device pointers to mn_cuda_*. */
 const char *mn_device(void);
 /* The CPU backend's GEMM kernel: "avx512", "avx2" (with FMA) or "generic" (portable C): the
  * best this CPU has, or the one MINUET_ISA names (auto|avx512|avx2|generic; mn_config fails
@@ -256,5 +265,59 @@ mn_status mn_scene(size_t n, uint64_t seed, mn_cloud *cl);
 
 /* Voxelize: coordinates floor(p / voxel), duplicates merged, batch `batch`, sorted. */
 mn_status mn_voxelize(const mn_cloud *cl, double voxel, int batch, mn_coords *out);
+
+/* ---- the CUDA backend ------------------------------------------------------------------- */
+
+/* The device-pointer forms of sorting, kernel maps and convolution, for data already on a
+ * CUDA device (PyTorch's tensors: no copies). `stream` is a cudaStream_t (NULL: the legacy
+ * default stream); the work is queued on it. Compiled with nvcc for sm_80 and sm_90 when the
+ * build finds nvcc. Without a device or a driver, or in a build without nvcc, every call
+ * returns MN_ENODEV with the reason. Same conventions as the CPU calls (coordinates, offsets,
+ * weights [nk, c_in, c_out], pairs by output row). */
+
+/* Find the device (the current one of this thread; device 0 if none was made current):
+ * MN_ENODEV naming the reason ("no CUDA driver", "no CUDA device", "built without nvcc"). */
+mn_status mn_cuda_init(void);
+/* The device's name ("NVIDIA H200"), or "" before mn_cuda_init succeeded. */
+const char *mn_cuda_device_name(void);
+
+typedef struct mn_cuda_kmap {
+    int K, nk;
+    size_t n_in, n_out, total;
+    size_t *start;     /* host [nk + 1]: offset k's pairs are [start[k], start[k + 1]) */
+    int32_t *in, *out; /* device [total]: input and output row of each pair; each offset's
+                        * pairs by output row, ascending */
+} mn_cuda_kmap;
+
+/* Sort n rows of (batch, x, y, z) (device memory) in place: CUB's radix sort of packed
+ * 64-bit keys. perm (device, may be NULL): perm[i] = original row of sorted row i. MN_EDUP on
+ * a duplicate, MN_ERANGE when the coordinates do not fit a 64-bit key. Waits for the stream
+ * (it reports those errors). */
+mn_status mn_cuda_sort(int32_t *coords, size_t n, uint32_t *perm, void *stream);
+
+/* The kernel map between sorted inputs and sorted outputs (device memory), as
+ * mn_kmap_build: MN_SORT is Minuet's double-traversed binary search, MN_HASH a hash table on
+ * the device (the baseline). Waits for the stream twice: the coordinate ranges (for the key
+ * layout) and the pair counts come to the host. */
+mn_status mn_cuda_kmap_build(const int32_t *in, size_t n_in, const int32_t *out, size_t n_out,
+                             int K, int t_in, int dilation, mn_method method, void *stream,
+                             mn_cuda_kmap *map);
+void mn_cuda_kmap_free(mn_cuda_kmap *map);
+
+/* mn_conv on the device: out [n_out, c_out] = bias + sum over pairs of in rows x W[k]
+ * (transposed: the map used the other way, n_in and n_out swapped). Gather, GEMMs grouped
+ * with little padding, and a scatter without atomics, whose channel tile is autotuned per
+ * layer shape (kept in this process). Deterministic: the same bits run to run. */
+mn_status mn_cuda_conv(const mn_cuda_kmap *map, const float *in, int c_in, const float *W,
+                       const float *bias, int c_out, float *out, bool transposed, void *stream);
+/* mn_conv_backward on the device: d_in (through the transposed map), d_W, d_bias; each may be
+ * NULL. */
+mn_status mn_cuda_conv_backward(const mn_cuda_kmap *map, const float *in, int c_in, const float *W,
+                                int c_out, const float *d_out, float *d_in, float *d_W,
+                                float *d_bias, bool transposed, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

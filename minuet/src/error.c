@@ -32,3 +32,5 @@ void mn_set_error(const char *fmt, ...)
     rt_lasterr_vset(&mn_lasterr, fmt, ap);
     va_end(ap);
 }
+
+mn_status mn_cuda_done(mn_status s) { return mn_done(s); }

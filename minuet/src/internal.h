@@ -29,7 +29,8 @@
     X(MN_EEMPTY)       \
     X(MN_ENOMEM)       \
     X(MN_EIO)          \
-    X(MN_EFORMAT)
+    X(MN_EFORMAT)      \
+    X(MN_ENODEV)
 /* clang-format on */
 
 /* This thread's last error (error.c; rt/lasterr.h). */
@@ -53,6 +54,9 @@ static inline mn_status mn_done(mn_status s)
 {
     return (mn_status)rt_lasterr_done(&mn_lasterr, (int)s);
 }
+
+/* mn_done for the CUDA backend's C++ sources (cuda/cuda_internal.h). */
+mn_status mn_cuda_done(mn_status s);
 
 /* Read a whole file into a malloc'd buffer with one spare byte, set to '\0' (*len excludes
  * it). MN_EIO with the path and strerror on failure. */

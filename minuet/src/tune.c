@@ -54,7 +54,8 @@ static void load_config(void)
     rt_env_spec spec[] = {
         {.name = "MINUET_DEVICE",
          .def = "auto",
-         .help = "backend: cpu, cuda or auto (the CPU backend is the only one built yet)",
+         .help = "backend of the hook and the minuet command: cpu, cuda (an error where it "
+                 "cannot run) or auto (cuda where a device is usable, else cpu)",
          .names = device_names,
          .dest = &cfg.device,
          .type = RT_ENV_ENUM},
@@ -80,11 +81,10 @@ static void load_config(void)
     if (rt_env_load(spec, sizeof spec / sizeof spec[0], &err) != 0) {
         cfg.status = MN_EINVAL;
         snprintf(cfg.msg, sizeof cfg.msg, "%s", err.msg);
-    } else if (cfg.device == 1) {
-        cfg.status = MN_EINVAL;
-        snprintf(
-            cfg.msg, sizeof cfg.msg,
-            "MINUET_DEVICE=cuda: this libminuet has no CUDA backend (only the CPU backend is built); use cpu or auto");
+    } else if (cfg.device == 1 && mn_cuda_init() != MN_OK) {
+        cfg.status = MN_ENODEV;
+        snprintf(cfg.msg, sizeof cfg.msg, "MINUET_DEVICE=cuda: %s; use cpu or auto",
+                 mn_last_error());
     } else if (cfg.isa > 0 && mn_gemm_set_isa(isa_names[cfg.isa]) != 0) {
         cfg.status = MN_EINVAL;
         snprintf(
@@ -102,9 +102,25 @@ mn_status mn_config(void)
     return mn_done(MN_OK);
 }
 
+/* auto: whether the CUDA backend can run here, asked once (mn_cuda_init's message is not
+ * left as this thread's last error: auto falling back to the CPU is no error) */
+static bool cuda_usable;
+static void probe_cuda(void)
+{
+    cuda_usable = mn_cuda_init() == MN_OK;
+    mn_set_error("%s", "");
+}
+
 const char *mn_device(void)
 {
-    return "cpu"; /* auto and cpu both mean the CPU backend until there is another */
+    pthread_once(&cfg.once, load_config);
+    if (cfg.status != MN_OK || cfg.device == 0)
+        return "cpu";
+    if (cfg.device == 1)
+        return "cuda";
+    static pthread_once_t probe = PTHREAD_ONCE_INIT;
+    pthread_once(&probe, probe_cuda);
+    return cuda_usable ? "cuda" : "cpu";
 }
 
 bool mn_tune_enabled(void)

@@ -35,8 +35,9 @@ static const char usage[] =
     "        scatter), and the level-0 map built both ways; default widths 16,32,64,128,256\n"
     "        run twice: the first run autotunes each layer shape it meets, the second is\n"
     "        the steady state; then the tuned choices\n"
-    "Environment: MINUET_DEVICE=cpu|cuda|auto (default auto: the CPU backend, the only one\n"
-    "built), MINUET_TUNE=on|off (default on: conv and bench autotune each layer shape),\n"
+    "Environment: MINUET_DEVICE=cpu|cuda|auto (default auto; the hook's backend: this command\n"
+    "runs on the CPU, and cuda fails where the CUDA backend cannot run, naming why),\n"
+    "MINUET_TUNE=on|off (default on: conv and bench autotune each layer shape),\n"
     "MINUET_TUNE_CACHE=FILE (JSON; keeps the tuned choices across runs).\n"
     "Options may be given in any order. Exit status: 0 ok, 1 error (a message says why), 2 usage.\n";
 
@@ -429,8 +430,21 @@ int main(int argc, char **argv)
             o.method = strcmp(optarg, "hash") == 0 ? MN_HASH : MN_SORT;
             break;
         case 'D':
+            if (strcmp(optarg, "cuda") == 0) {
+                /* the command's files are on the host: its commands run on the CPU backend;
+                 * the CUDA backend takes device pointers (the hook; minuet-cuda-check) */
+                if (mn_cuda_init() != MN_OK)
+                    fprintf(stderr, "minuet: --device cuda: %s\n", mn_last_error());
+                else
+                    fprintf(stderr,
+                            "minuet: --device cuda: the minuet command runs on the CPU "
+                            "backend (the CUDA backend on %s takes device memory: "
+                            "minuet-cuda-check times it)\n",
+                            mn_cuda_device_name());
+                return 1;
+            }
             if (strcmp(optarg, "cpu") != 0)
-                return usage_err("--device: only cpu is built (there is no CUDA backend)");
+                return usage_err("--device: cpu or cuda");
             break;
         case 'n':
             o.net = optarg;

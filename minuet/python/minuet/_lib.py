@@ -11,7 +11,7 @@ c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_float_p = ctypes.POINTER(ctypes.c_float)
 c_size_t_p = ctypes.POINTER(ctypes.c_size_t)
 
-STATUS = ["OK", "EINVAL", "EDUP", "ERANGE", "ENAN", "EEMPTY", "ENOMEM", "EIO", "EFORMAT"]
+STATUS = ["OK", "EINVAL", "EDUP", "ERANGE", "ENAN", "EEMPTY", "ENOMEM", "EIO", "EFORMAT", "ENODEV"]
 
 
 class Coords(ctypes.Structure):
@@ -41,6 +41,12 @@ class ConvOpts(ctypes.Structure):
                 ("tile_rows", ctypes.c_size_t), ("tile_channels", ctypes.c_int),
                 ("autotune", ctypes.c_bool), ("dataflow", ctypes.c_int),
                 ("in_rows", c_int32_p), ("out_rows", c_int32_p)]
+
+
+class CudaKMap(ctypes.Structure):
+    _fields_ = [("K", ctypes.c_int), ("nk", ctypes.c_int), ("n_in", ctypes.c_size_t),
+                ("n_out", ctypes.c_size_t), ("total", ctypes.c_size_t), ("start", c_size_t_p),
+                ("inp", ctypes.c_void_p), ("out", ctypes.c_void_p)]
 
 
 def _candidates():
@@ -93,6 +99,19 @@ mn_conv_backward = _proto("mn_conv_backward", ctypes.c_int, P(KMap), c_float_p, 
 mn_config = _proto("mn_config", ctypes.c_int)
 mn_device = _proto("mn_device", ctypes.c_char_p)
 mn_workspace_free = _proto("mn_workspace_free", None, P(Workspace))
+# the CUDA backend: device pointers and a cudaStream_t, as integers
+V = ctypes.c_void_p
+mn_cuda_init = _proto("mn_cuda_init", ctypes.c_int)
+mn_cuda_device_name = _proto("mn_cuda_device_name", ctypes.c_char_p)
+mn_cuda_sort = _proto("mn_cuda_sort", ctypes.c_int, V, ctypes.c_size_t, V, V)
+mn_cuda_kmap_build = _proto("mn_cuda_kmap_build", ctypes.c_int, V, ctypes.c_size_t, V,
+                            ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                            ctypes.c_int, V, P(CudaKMap))
+mn_cuda_kmap_free = _proto("mn_cuda_kmap_free", None, P(CudaKMap))
+mn_cuda_conv = _proto("mn_cuda_conv", ctypes.c_int, P(CudaKMap), V, ctypes.c_int, V, V,
+                      ctypes.c_int, V, ctypes.c_bool, V)
+mn_cuda_conv_backward = _proto("mn_cuda_conv_backward", ctypes.c_int, P(CudaKMap), V,
+                               ctypes.c_int, V, ctypes.c_int, V, V, V, V, ctypes.c_bool, V)
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [ctypes.c_void_p]
 libc.free.restype = None

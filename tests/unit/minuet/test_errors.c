@@ -117,10 +117,11 @@ Test(errors, conv_recovers_from_unreadable_cache, .init = cr_redirect_stderr)
 
 Test(errors, status_names)
 {
-    static const char *const want[] = {"MN_OK",     "MN_EINVAL", "MN_EDUP", "MN_ERANGE", "MN_ENAN",
-                                       "MN_EEMPTY", "MN_ENOMEM", "MN_EIO",  "MN_EFORMAT"};
+    static const char *const want[] = {"MN_OK",      "MN_EINVAL", "MN_EDUP",   "MN_ERANGE",
+                                       "MN_ENAN",    "MN_EEMPTY", "MN_ENOMEM", "MN_EIO",
+                                       "MN_EFORMAT", "MN_ENODEV"};
     for (int s = 0; s < (int)(sizeof want / sizeof want[0]); s++)
         cr_assert_str_eq(mn_status_name((mn_status)s), want[s]);
-    cr_assert_str_eq(mn_status_name((mn_status)(MN_EFORMAT + 1)), "MN_UNKNOWN");
+    cr_assert_str_eq(mn_status_name((mn_status)(MN_ENODEV + 1)), "MN_UNKNOWN");
     cr_assert_str_eq(mn_status_name((mn_status)-1), "MN_UNKNOWN");
 }

@@ -1,9 +1,10 @@
 /* test_tune.c: Minuet's autotuner and configuration: the tuned convolution gives the same bits
  * as the untuned one; a choice is made once per layer shape and kept in MINUET_TUNE_CACHE,
  * which a new process loads instead of tuning again; a corrupt cache is reported and left as
- * it is; malformed MINUET_* values and MINUET_DEVICE=cuda are refused with a message naming
- * the variable. Each Test runs in its own process (Criterion forks), so each starts with an
- * empty table and reads the environment it sets. */
+ * it is; malformed MINUET_* values are refused with a message naming the variable, and
+ * MINUET_DEVICE=cuda with the reason where the CUDA backend cannot run. Each Test runs in its
+ * own process (Criterion forks), so each starts with an empty table and reads the environment
+ * it sets. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,13 +192,39 @@ Test(tune, isa_generic_runs_the_portable_kernel)
     cr_assert_str_eq(mn_cpu_kernel(), "generic");
 }
 
-Test(tune, cuda_device_is_refused_until_built)
+/* Where the CUDA backend cannot run (no driver, no device, no nvcc at build time: this test
+ * asks the library which), MINUET_DEVICE=cuda is refused with the reason, and every mn_cuda_*
+ * call returns MN_ENODEV with it. Where it can run, cuda is accepted. */
+Test(tune, cuda_device_needs_a_usable_gpu)
 {
+    bool usable = mn_cuda_init() == MN_OK;
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", mn_last_error());
     setenv("MINUET_DEVICE", "cuda", 1);
-    cr_assert_eq(mn_config(), MN_EINVAL);
-    cr_assert(strstr(mn_last_error(), "MINUET_DEVICE=cuda"), "%s", mn_last_error());
+    if (usable) {
+        cr_assert_eq(mn_config(), MN_OK, "%s", mn_last_error());
+        cr_assert_str_eq(mn_device(), "cuda");
+        return;
+    }
+    cr_assert(strstr(reason, "CUDA backend: "), "%s", reason);
+    cr_assert_eq(mn_config(), MN_ENODEV);
+    cr_assert(strstr(mn_last_error(), "MINUET_DEVICE=cuda: "), "%s", mn_last_error());
+    cr_assert(strstr(mn_last_error(), reason), "%s", mn_last_error());
     setenv("MINUET_DEVICE", "tpu", 1); /* read once per process: still the first verdict */
-    cr_assert_eq(mn_config(), MN_EINVAL);
+    cr_assert_eq(mn_config(), MN_ENODEV);
+    int32_t c[4] = {0, 1, 2, 3};
+    float f[4] = {1, 2, 3, 4};
+    mn_cuda_kmap m = {0};
+    cr_assert_eq(mn_cuda_sort(c, 1, NULL, NULL), MN_ENODEV);
+    cr_assert_str_eq(mn_last_error(), reason);
+    cr_assert_eq(mn_cuda_kmap_build(c, 1, c, 1, 3, 1, 1, MN_SORT, NULL, &m), MN_ENODEV);
+    cr_assert_str_eq(mn_last_error(), reason);
+    cr_assert_eq(mn_cuda_conv(&m, f, 1, f, NULL, 1, f, false, NULL), MN_ENODEV);
+    cr_assert_str_eq(mn_last_error(), reason);
+    cr_assert_eq(mn_cuda_conv_backward(&m, f, 1, f, 1, f, f, NULL, NULL, false, NULL), MN_ENODEV);
+    cr_assert_str_eq(mn_last_error(), reason);
+    mn_cuda_kmap_free(&m);
+    cr_assert_str_eq(mn_cuda_device_name(), "");
 }
 
 Test(tune, device_names)
@@ -207,9 +234,14 @@ Test(tune, device_names)
     cr_assert(strstr(mn_last_error(), "MINUET_DEVICE='tpu'"), "%s", mn_last_error());
 }
 
-Test(tune, cpu_and_auto_are_the_cpu_backend)
+/* auto: the CUDA backend where it can run, else the CPU, with no error either way */
+Test(tune, auto_is_cuda_where_usable_else_cpu)
 {
+    bool usable = mn_cuda_init() == MN_OK;
     setenv("MINUET_DEVICE", "AUTO", 1);
     cr_assert_eq(mn_config(), MN_OK, "%s", mn_last_error());
-    cr_assert_str_eq(mn_device(), "cpu");
+    cr_assert_str_eq(mn_device(), usable ? "cuda" : "cpu");
+    cr_assert_str_eq(mn_last_error(), "");
+    setenv("MINUET_DEVICE", "cpu", 1); /* read once: still auto */
+    cr_assert_str_eq(mn_device(), usable ? "cuda" : "cpu");
 }
