@@ -440,8 +440,11 @@ int main(int argc, char **argv)
         }
         mn_cloud cl = {0};
         mn_coords vox = {0};
-        CK_MN(mn_cloud_read(path, &cl));
-        CK_MN(mn_voxelize(&cl, voxel, 0, &vox));
+        if (mn_cloud_read(path, &cl) != MN_OK || mn_voxelize(&cl, voxel, 0, &vox) != MN_OK) {
+            printf("minuet-cuda-check: %s left out: %s\n", path, mn_last_error());
+            mn_cloud_free(&cl);
+            continue; /* a bad file costs its row, not the table */
+        }
         const char *b = strrchr(path, '/');
         char name[64];
         snprintf(name, sizeof name, "%.50s@%g", b ? b + 1 : path, voxel);
