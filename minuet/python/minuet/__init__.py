@@ -112,7 +112,8 @@ def _like(template, arr):
 
 
 def device():
-    """The backend in use ("cpu"); reads MINUET_DEVICE (raises on a malformed value)."""
+    """The backend MINUET_DEVICE picks for the hook: "cpu", or "cuda" where the CUDA backend
+    can run (minuet.cuda); raises on a malformed value, and for cuda where it cannot run."""
     _check(_lib.mn_config())
     return _lib.mn_device().decode()
 

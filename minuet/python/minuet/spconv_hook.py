@@ -217,7 +217,8 @@ def _unsupported(self, input, weight, add_input, act_type):
     from cumm import tensorview as tv
     f = input.features
     if f.device.type != "cpu":
-        return f"tensors on {f.device}: Minuet's CUDA backend is not built"
+        return (f"tensors on {f.device}: the hook does not route CUDA tensors to Minuet's "
+                "CUDA backend yet")
     if f.dtype != torch.float32 or weight.dtype != torch.float32:
         return f"dtype {f.dtype}/{weight.dtype}: Minuet computes float32"
     if self.ndim != 3:
