@@ -111,12 +111,22 @@ __attribute__((constructor)) static void orion_init(void)
     pthread_atfork(NULL, NULL, in_child);
 }
 
+/* Whether this process made an intercepted call. One that made none (a wrapper: timeout, a
+ * shell, torchrun) writes no statistics: its empty file would replace the one its child
+ * wrote. */
+static bool made_calls(void)
+{
+    return atomic_load(&st.hp) + atomic_load(&st.be) + atomic_load(&st.pass) +
+               atomic_load(&st.copies) + atomic_load(&st.syncs) >
+           0;
+}
+
 __attribute__((destructor)) static void orion_fini(void)
 {
     if (!cfg.active)
         return;
     monitor_stop(); /* before the driver goes away */
-    if (cfg.stats[0])
+    if (cfg.stats[0] && made_calls())
         write_stats();
     if (cfg.learn && cfg.profile_db[0])
         write_learned();

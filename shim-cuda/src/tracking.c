@@ -447,8 +447,12 @@ static void *monitor_main(void *arg)
         for (size_t i = 0; i < n; i++) {
             group *g = &groups[mine[i]];
             stream_round *r = round_find(rounds, nr, g);
+            /* Only an open group is closed: a busy one is being extended (its event about to
+             * be re-recorded, its claim about to be added), and closing it would let this
+             * round see the old record complete and free the group under the launch, whose
+             * claim would then stay on the board for good. */
             uint32_t w = atomic_load(&g->word);
-            if ((r && r->state == S_BLOCKED) ||
+            if ((r && r->state == S_BLOCKED) || (w & 3u) != G_OPEN ||
                 !atomic_compare_exchange_strong(&g->word, &w, G_WORD(G_GEN(w), G_CLOSED))) {
                 if (r) /* behind a pending event of its stream, or a launch extends it now */
                     r->state = S_BLOCKED;
@@ -630,8 +634,8 @@ void drop_start_event(CUevent start, CUcontext ctx)
 /* A BE caller that has waited a while: if this process has no group allocated (so no launch
  * of it is in flight or being tracked) yet its slot still claims BE microseconds, the claim
  * is stale and would hold every BE client back for good (the policy sees it as work on the
- * GPU). Seen with two BE processes and two HP processes on the virtual GPU (the cause of the
- * drift is not found yet): drop the stale claim, say so once, count it. */
+ * GPU). The monitor closing a group that a launch was extending left such claims (fixed
+ * above); this stays as a guard, loud when it fires: drop the claim, say so once, count it. */
 void tracking_repair_drift(void)
 {
     orion_slot *me = cfg.board.mine;
