@@ -294,6 +294,29 @@ Test(api_env, device_queries)
     CU_IS(cuMemAlloc_v2(&p, 8u << 20), CUDA_ERROR_OUT_OF_MEMORY);
 }
 
+/* FAKECUDA_RECORD_DELAY_US: each record of this process first sleeps that long (a slow or
+ * preempted driver call), then takes effect as usual; out-of-range values are refused. */
+Test(api_env, record_delay)
+{
+    fc_setup_env("FAKECUDA_RECORD_DELAY_US", "20000", NULL);
+    CUstream s = stream_prio(0);
+    CUevent e = event();
+    double t0 = wall_ms();
+    CU_OK(cuEventRecord(e, s));
+    double took = wall_ms() - t0;
+    cr_assert_geq(took, 19.5, "the record took %.2f ms", took);
+    CU_OK(cuStreamSynchronize(s));
+    CU_OK(cuEventQuery(e));
+}
+
+Test(api_env, record_delay_range)
+{
+    setenv("FAKECUDA_RECORD_DELAY_US", "-1", 1);
+    CU_IS(cuInit(0), CUDA_ERROR_INVALID_VALUE);
+    cr_assert(strstr(fakecuda_last_error(), "FAKECUDA_RECORD_DELAY_US"), "message: %s",
+              fakecuda_last_error());
+}
+
 /* Resident blocks per SM follow sm_90's limits on threads, blocks and shared memory. */
 Test(api, occupancy)
 {
