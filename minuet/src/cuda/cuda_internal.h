@@ -19,9 +19,6 @@ extern "C" {
 void mn_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 mn_status mn_cuda_done(mn_status s); /* device.cu: mn_done */
 
-/* device.cu: mn_cuda_init once; the device's SM count (0 before init) */
-int mn_cuda_sm_count(void);
-
 /* ---- kmap.cu ---- */
 /* Packed 64-bit keys of n device rows for a layout from the rows' ranges (margin for
  * offsets), as keys.h's mn_layout / mn_keys64 would pack them (batch highest, z lowest):

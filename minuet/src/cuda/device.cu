@@ -1,4 +1,4 @@
-// device.cu: the CUDA backend's device: found once (mn_cuda_init), its name and SM count, and
+// device.cu: the CUDA backend's device: found once (mn_cuda_init), its name, and
 // the kernel map's release. The reasons it cannot run are told apart for the user: no
 // driver, no device, a driver older than this build.
 #include <pthread.h>
@@ -12,8 +12,7 @@ static struct {
     mn_status status;
     char msg[400];
     char name[256];
-    int sms;
-} dev = {PTHREAD_ONCE_INIT, MN_OK, "", "", 0};
+} dev = {PTHREAD_ONCE_INIT, MN_OK, "", ""};
 
 static void find_device(void)
 {
@@ -61,7 +60,6 @@ static void find_device(void)
         return;
     }
     snprintf(dev.name, sizeof dev.name, "%s", p.name);
-    dev.sms = p.multiProcessorCount;
     dev.status = MN_OK;
 }
 
@@ -76,8 +74,6 @@ MN_CUDA_API mn_status mn_cuda_init(void)
 }
 
 MN_CUDA_API const char *mn_cuda_device_name(void) { return dev.status == MN_OK ? dev.name : ""; }
-
-extern "C" int mn_cuda_sm_count(void) { return dev.status == MN_OK ? dev.sms : 0; }
 
 MN_CUDA_API void mn_cuda_kmap_free(mn_cuda_kmap *map)
 {

@@ -8,7 +8,6 @@
 
 mn_status mn_cuda_init(void) { return mn_fail(MN_ENODEV, NO_NVCC); }
 const char *mn_cuda_device_name(void) { return ""; }
-int mn_cuda_sm_count(void) { return 0; }
 mn_status mn_cuda_sort(int32_t *coords, size_t n, uint32_t *perm, void *stream)
 {
     (void)coords, (void)n, (void)perm, (void)stream;
