@@ -7,6 +7,7 @@ torch.distributed.
   Plan.stream(stage, replica)               one rank's instruction stream (list of Instr)
   check_streams(streams)                    the library's checker (matching, no deadlock)
   mixture(tokens, seed)                     a batch from the built-in multi-task mixture
+  Lengths(path).batch(tokens, seed)         a batch from a lengths file (dynapipe/data/lengths)
   Planner                                   plans the next batch in a background thread
   executor.PipelineExecutor                 runs a rank's stream with torch.distributed
 Errors from the library raise DynapipeError (DynapipeValueError, also a ValueError, for bad
@@ -20,7 +21,7 @@ import time
 from . import _lib
 
 __all__ = ["DynapipeError", "DynapipeValueError", "CostModel", "config", "plan", "Plan", "Instr",
-           "check_streams", "mixture", "Planner", "OPCODES"]
+           "check_streams", "mixture", "Lengths", "Planner", "OPCODES"]
 
 OPCODES = _lib.OPCODES
 _BAD_INPUT = {"EINVAL", "EEMPTY", "ERANGE", "EFORMAT", "EGRID", "EINFEASIBLE", "ECHECK"}
@@ -198,3 +199,30 @@ def mixture(tokens, seed=0):
         return [(out.v[i].input_len, out.v[i].target_len) for i in range(out.n)]
     finally:
         _lib.dp_samples_free(ctypes.byref(out))
+
+
+class Lengths:
+    """A lengths file (per-sample rows, a histogram or JSON lines; dynapipe/data/lengths and
+    dynapipe/README.md) to draw global batches from."""
+
+    def __init__(self, path):
+        self._src = _lib.LengthSource()
+        _check(_lib.dp_lengths_load(str(path).encode(), ctypes.byref(self._src)))
+        self._loaded = True
+
+    def batch(self, tokens, seed=0, target_len_1d=0, max_total=0):
+        """About `tokens` tokens of (input_len, target_len) samples (histograms sampled with
+        `seed`; a 1-D histogram's samples get target `target_len_1d`; bins longer than
+        max_total > 0 left out)."""
+        out = _lib.Samples()
+        _check(_lib.dp_lengths_batch(ctypes.byref(self._src), int(tokens), int(seed),
+                                     int(target_len_1d), int(max_total), ctypes.byref(out)))
+        try:
+            return [(out.v[i].input_len, out.v[i].target_len) for i in range(out.n)]
+        finally:
+            _lib.dp_samples_free(ctypes.byref(out))
+
+    def __del__(self):
+        if getattr(self, "_loaded", False) and _lib is not None:
+            _lib.dp_lengths_free(ctypes.byref(self._src))
+            self._loaded = False

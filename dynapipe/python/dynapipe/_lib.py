@@ -115,6 +115,16 @@ dp_stream_free = _proto("dp_stream_free", None, P(Stream))
 dp_check_streams = _proto("dp_check_streams", ctypes.c_int, P(Stream), ctypes.c_int)
 dp_stage_layers = _proto("dp_stage_layers", None, P(Config), ctypes.c_int, P(ctypes.c_int),
                          P(ctypes.c_int))
+class LengthSource(ctypes.Structure):
+    _fields_ = [("histogram", ctypes.c_bool), ("dims", ctypes.c_int), ("v", ctypes.POINTER(Sample)),
+                ("weight", ctypes.POINTER(ctypes.c_double)), ("n", ctypes.c_size_t),
+                ("total", ctypes.c_double), ("name", ctypes.c_char * 256)]
+
+
+dp_lengths_load = _proto("dp_lengths_load", ctypes.c_int, ctypes.c_char_p, P(LengthSource))
+dp_lengths_free = _proto("dp_lengths_free", None, P(LengthSource))
+dp_lengths_batch = _proto("dp_lengths_batch", ctypes.c_int, P(LengthSource), ctypes.c_long,
+                          ctypes.c_uint64, ctypes.c_int, ctypes.c_int, P(Samples))
 dp_mixture_batch = _proto("dp_mixture_batch", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
                           ctypes.c_long, ctypes.c_uint64, P(Samples), ctypes.c_void_p)
 dp_samples_free = _proto("dp_samples_free", None, P(Samples))

@@ -312,3 +312,50 @@ def t5_batch(samples, idx, pin, ptgt, vocab, seed=0):
         in_pad[r, :a] = False
     return {"in_ids": in_ids, "tgt_in": tgt_in, "labels": labels, "in_pad": in_pad,
             "shape": (b, pin, ptgt)}
+
+
+def t5_first_fit(lens, pack_len, pack_target_len):
+    """Packing's T5 rows, as the planner makes them: each (input, target) pair, in order, into
+    the first row with room for both (rows of pack_len input and pack_target_len target
+    tokens). Returns the rows, each a list of sample indices."""
+    rows, used = [], []
+    for i, (a, t) in enumerate(lens):
+        if a > pack_len or t > pack_target_len:
+            raise ValueError(f"sample {i} ({a}, {t}) is longer than a packed row "
+                             f"({pack_len}, {pack_target_len})")
+        r = next((r for r, (ua, ut) in enumerate(used)
+                  if ua + a <= pack_len and ut + t <= pack_target_len), len(rows))
+        if r == len(rows):
+            rows.append([])
+            used.append((0, 0))
+        rows[r].append(i)
+        used[r] = (used[r][0] + a, used[r][1] + t)
+    return rows
+
+
+def t5_packed_batch(samples, rows, pin, ptgt, vocab, seed=0):
+    """Packing's T5 micro-batch: each row the concatenation of its samples' inputs (encoder)
+    and of their decoder inputs, labels and targets (decoder), attention over the whole row
+    (bidirectional in the encoder, causal in the decoder, the encoder's padding masked), as
+    Megatron-style packing trains. Same keys as t5_batch."""
+    b = len(rows)
+    in_ids = torch.zeros(b, pin, dtype=torch.long)
+    tgt_in = torch.zeros(b, ptgt, dtype=torch.long)
+    labels = torch.full((b, ptgt), IGNORE, dtype=torch.long)
+    in_pad = torch.ones(b, pin, dtype=torch.bool)
+    for r, row in enumerate(rows):
+        a0 = t0 = 0
+        for i in row:
+            src, tg = tokens_of(samples, i, vocab, seed, gpt=False)
+            a, t = len(src), len(tg)
+            if a0 + a > pin or t0 + t > ptgt:
+                raise ValueError(f"row {r}: more tokens than its padded shape ({pin}, {ptgt})")
+            in_ids[r, a0:a0 + a] = src
+            in_pad[r, a0:a0 + a] = False
+            tgt_in[r, t0] = BOS
+            tgt_in[r, t0 + 1:t0 + t] = tg[:t - 1]
+            labels[r, t0:t0 + t] = tg
+            a0, t0 = a0 + a, t0 + t
+    return {"in_ids": in_ids, "tgt_in": tgt_in, "labels": labels, "in_pad": in_pad,
+            "shape": (b, pin, ptgt)}
+

@@ -1,16 +1,23 @@
-"""Profile a models.TinyGPT configuration on this machine into a cost model the planner
-loads (the CSV format of dynapipe/data/costmodels/README.md, recompute mode none):
+"""Profile a models.TinyGPT or models.TinyT5 configuration on this machine into a cost model
+the planner loads (the CSV format of dynapipe/data/costmodels/README.md, recompute mode none):
 
-  python -m dynapipe.profile --out DIR [--name tinygpt] [--hidden 64] [--heads 4]
-                             [--vocab 256] [--max-tokens 16384] [--repeat 3]
+  python -m dynapipe.profile --out DIR [--model gpt|t5] [--name NAME] [--hidden 64]
+                             [--heads 4] [--vocab 256] [--max-tokens 16384] [--max-len 4096]
+                             [--max-target 512] [--repeat 3]
 
-Per grid point (micro-batch size mbs in 1, 2, 4, ...; sequence length 16, 32, ..., 4096; at
-most --max-tokens tokens): one transformer block's forward and backward time (median of
---repeat runs after a warm-up, one thread: a pipeline stage's process) and its stored
-activation (the bytes autograd saves, per layer; the transient peak taken as the same
-plus the block's output), the head + loss's forward and backward time; the embedding's and
-one block's parameter MB (fp16 bytes, as the profiles count them). Writes
-DIR/NAME_time.csv, DIR/NAME_memory.csv and DIR/model_state.csv."""
+Per grid point (micro-batch size mbs in 1, 2, 4, ...; sequence lengths 16, 32, ..., at most
+--max-len, T5 targets at most --max-target; at most --max-tokens tokens a point, input and
+target together): one layer's forward and backward time (median of --repeat runs after a
+warm-up, one thread: a pipeline stage's process) and its stored activation (the bytes
+autograd saves, per layer; the transient peak taken as the same plus the layer's output),
+and the head + loss's forward and backward time.
+- GPT: a transformer block at (mbs, length); the head at (mbs, length).
+- T5: an encoder block at (mbs, input), a decoder block (self-attention, cross-attention to
+  the encoder's output, whose gradient it computes too) at (mbs, input, target), the head
+  at (mbs, target), keyed as the bundled T5 profiles key them.
+Parameter MB (fp16 bytes, as the profiles count them): the embeddings with the head, one
+encoder block, one decoder block. Writes DIR/NAME_time.csv, DIR/NAME_memory.csv and
+DIR/model_state.csv."""
 import argparse
 import csv
 import os
@@ -45,40 +52,99 @@ def _saved_bytes(fn):
     return total[0], out
 
 
+def _layer(fn, inputs, repeat):
+    """fn(*inputs) -> one tensor: forward ms, backward ms, stored bytes, output MB."""
+    stored, y = _saved_bytes(lambda: fn(*inputs))
+    g = torch.randn_like(y)
+    fwd = _median_ms(lambda: fn(*inputs), repeat)
+    bwd = _median_ms(lambda: torch.autograd.backward(fn(*inputs), g), repeat) - fwd
+    for x in inputs:
+        if isinstance(x, torch.Tensor):
+            x.grad = None
+    return fwd, bwd, stored, y.numel() * y.element_size() / 1e6
+
+
+def _seqs(limit):
+    return [s for s in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192) if s <= limit]
+
+
+def _mbs(tokens_per_sample, max_tokens):
+    m = 1
+    while m * tokens_per_sample <= max_tokens:
+        yield m
+        m *= 2
+
+
 def profile(out_dir, name="tinygpt", hidden=64, heads=4, vocab=256, max_tokens=16384,
-            repeat=3, max_len=4096, log=print):
+            repeat=3, max_len=4096, log=print, model="gpt", max_target=512):
+    """Profile one model kind ("gpt" or "t5") over the grid; returns the number of grid
+    points of its main layer (GPT blocks, T5 decoder blocks)."""
+    if model not in ("gpt", "t5"):
+        raise ValueError(f"model {model!r}: gpt or t5")
     torch.set_num_threads(1)
     os.makedirs(out_dir, exist_ok=True)
-    block = models.Block(hidden, heads)
     head = torch.nn.Sequential(torch.nn.LayerNorm(hidden), torch.nn.Linear(hidden, vocab, bias=False))
-    emb = torch.nn.Embedding(vocab, hidden)
     time_rows, mem_rows = [], []
-    seqs = [s for s in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096) if s <= max_len]
-    for seq in seqs:
-        mbs = 1
-        while mbs * seq <= max_tokens:
-            x = torch.randn(mbs, seq, hidden, requires_grad=True)
-            stored, y = _saved_bytes(lambda: block(x))
-            g = torch.randn_like(y)
-            fwd = _median_ms(lambda: block(x), repeat)
-            bwd = _median_ms(lambda: torch.autograd.backward(block(x), g), repeat) - fwd
-            hx = torch.randn(mbs, seq, hidden, requires_grad=True)
-            labels = torch.randint(0, vocab, (mbs * seq,))
 
-            def head_loss():
-                return F.cross_entropy(head(hx).reshape(-1, vocab), labels)
+    def head_point(mbs, seq, key):
+        hx = torch.randn(mbs, seq, hidden, requires_grad=True)
+        labels = torch.randint(0, vocab, (mbs * seq,))
 
-            hf = _median_ms(head_loss, repeat)
-            hb = _median_ms(lambda: head_loss().backward(), repeat) - hf
-            for comp, d, ms in (("encoder", "forward", fwd), ("encoder", "backward", bwd),
-                                ("postprocess", "forward", hf), ("postprocess", "backward", hb)):
-                time_rows.append([name, 1, "none", comp, d, mbs, seq, "", 0, f"{max(ms, 0.001):.4f}"])
-            out_mb = y.numel() * y.element_size() / 1e6
-            mem_rows.append([name, 1, "none", "encoder", mbs, seq, "", 0, f"{stored / 1e6:.4f}",
-                             f"{stored / 1e6 + out_mb:.4f}"])
-            log(f"  mbs {mbs:4d} seq {seq:5d}: block {fwd:8.2f} + {bwd:8.2f} ms, head "
-                f"{hf:7.2f} + {hb:7.2f} ms, stored {stored / 1e6:8.2f} MB")
-            mbs *= 2
+        def head_loss():
+            return F.cross_entropy(head(hx).reshape(-1, vocab), labels)
+
+        hf = _median_ms(head_loss, repeat)
+        hb = _median_ms(lambda: head_loss().backward(), repeat) - hf
+        for d, ms in (("forward", hf), ("backward", hb)):
+            time_rows.append([name, 1, "none", "postprocess", d, mbs, *key, 0, f"{max(ms, 0.001):.4f}"])
+        return hf, hb
+
+    def layer_rows(comp, mbs, key, r):
+        fwd, bwd, stored, out_mb = r
+        for d, ms in (("forward", fwd), ("backward", bwd)):
+            time_rows.append([name, 1, "none", comp, d, mbs, *key, 0, f"{max(ms, 0.001):.4f}"])
+        mem_rows.append([name, 1, "none", comp, mbs, *key, 0, f"{stored / 1e6:.4f}",
+                         f"{stored / 1e6 + out_mb:.4f}"])
+
+    points = 0
+    if model == "gpt":
+        block = models.Block(hidden, heads)
+        layers = {"encoder": block}
+        emb = [torch.nn.Embedding(vocab, hidden)]
+        for seq in _seqs(max_len):
+            for mbs in _mbs(seq, max_tokens):
+                x = torch.randn(mbs, seq, hidden, requires_grad=True)
+                r = _layer(block, (x,), repeat)
+                layer_rows("encoder", mbs, (seq, ""), r)
+                hf, hb = head_point(mbs, seq, (seq, ""))
+                points += 1
+                log(f"  mbs {mbs:4d} seq {seq:5d}: block {r[0]:8.2f} + {r[1]:8.2f} ms, head "
+                    f"{hf:7.2f} + {hb:7.2f} ms, stored {r[2] / 1e6:8.2f} MB")
+    else:
+        enc, dec = models.EncBlock(hidden, heads), models.DecBlock(hidden, heads)
+        layers = {"encoder": enc, "decoder": dec}
+        emb = [torch.nn.Embedding(vocab, hidden) for _ in range(2)]  # encoder's, decoder's
+        for seq in _seqs(max_len):
+            for mbs in _mbs(seq, max_tokens):
+                x = torch.randn(mbs, seq, hidden, requires_grad=True)
+                pad = torch.zeros(mbs, seq, dtype=torch.bool)
+                r = _layer(enc, (x, pad), repeat)
+                layer_rows("encoder", mbs, (seq, ""), r)
+                log(f"  encoder mbs {mbs:4d} input {seq:5d}: {r[0]:8.2f} + {r[1]:8.2f} ms, "
+                    f"stored {r[2] / 1e6:8.2f} MB")
+        for tgt in _seqs(max_target):
+            for mbs in _mbs(tgt, max_tokens):
+                hf, hb = head_point(mbs, tgt, ("", tgt))
+            for seq in _seqs(max_len):
+                for mbs in _mbs(seq + tgt, max_tokens):
+                    y = torch.randn(mbs, tgt, hidden, requires_grad=True)
+                    e = torch.randn(mbs, seq, hidden, requires_grad=True)
+                    pad = torch.zeros(mbs, seq, dtype=torch.bool)
+                    r = _layer(dec, (y, e, pad), repeat)
+                    layer_rows("decoder", mbs, (seq, tgt), r)
+                    points += 1
+                    log(f"  decoder mbs {mbs:4d} input {seq:5d} target {tgt:5d}: {r[0]:8.2f} + "
+                        f"{r[1]:8.2f} ms, stored {r[2] / 1e6:8.2f} MB")
     with open(os.path.join(out_dir, f"{name}_time.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "tp", "recompute", "component", "direction", "mbs", "enc_seqlen",
@@ -93,26 +159,39 @@ def profile(out_dir, name="tinygpt", hidden=64, heads=4, vocab=256, max_tokens=1
     with open(os.path.join(out_dir, "model_state.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["model", "tp", "recompute", "component", "param_mb"])
-        w.writerow([name, 1, "none", "embedding", f"{param_mb(emb) + param_mb(head):.6f}"])
-        w.writerow([name, 1, "none", "encoder", f"{param_mb(block):.6f}"])
-    return len(time_rows) // 4
+        w.writerow([name, 1, "none", "embedding",
+                    f"{sum(param_mb(m) for m in emb) + param_mb(head):.6f}"])
+        for comp, m in layers.items():
+            w.writerow([name, 1, "none", comp, f"{param_mb(m):.6f}"])
+    return points
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--name", default="tinygpt")
+    ap.add_argument("--model", default="gpt", choices=["gpt", "t5"])
+    ap.add_argument("--name", default=None, help="the cost model's name (default: tinygpt, tinyt5)")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=256)
     ap.add_argument("--max-tokens", type=int, default=16384)
     ap.add_argument("--max-len", type=int, default=4096)
+    ap.add_argument("--max-target", type=int, default=512, help="T5: the longest target")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
+    name = a.name or ("tiny" + a.model)
+    for k in ("hidden", "heads", "vocab", "max_tokens", "max_len", "max_target", "repeat"):
+        if getattr(a, k) < 1:
+            ap.error(f"--{k.replace('_', '-')} must be at least 1")
+    if a.max_len < 16 or a.max_target < 16 or a.max_tokens < 16:
+        ap.error("--max-len, --max-target and --max-tokens must be at least 16 (the grid's first length)")
+    if a.hidden % a.heads:
+        ap.error(f"--hidden {a.hidden} is not a multiple of --heads {a.heads}")
     t0 = time.perf_counter()
-    n = profile(a.out, a.name, a.hidden, a.heads, a.vocab, a.max_tokens, a.repeat, a.max_len)
-    print(f"{n} grid points in {time.perf_counter() - t0:.0f} s -> {a.out}/{a.name}_time.csv, "
-          f"{a.name}_memory.csv, model_state.csv")
+    n = profile(a.out, name, a.hidden, a.heads, a.vocab, a.max_tokens, a.repeat, a.max_len,
+                model=a.model, max_target=a.max_target)
+    print(f"{n} grid points in {time.perf_counter() - t0:.0f} s -> {a.out}/{name}_time.csv, "
+          f"{name}_memory.csv, model_state.csv")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ def packed_rows(toks, idx_rows, pack_len):
 class PipelineTrainer:
     """model: a models.TinyGPT or models.TinyT5 (the same initial weights on every rank); cm,
     cfg: the planner's cost model and config (stages x dp_size = the world size; the layers
-    and hidden size the model's); method: dynapipe, padding, packing (GPT only) or
-    token_budget; keep_grads: keep each step's gradients (after the all-reduce, before the
-    step) in last_grads, for checks."""
+    and hidden size the model's); method: dynapipe, padding, packing or token_budget;
+    keep_grads: keep each step's gradients (after the all-reduce, before the step) in
+    last_grads, for checks."""
 
     def __init__(self, model, cm, cfg, method="dynapipe", lr=1e-3, timeout_s=120.0,
                  keep_grads=False):
@@ -53,8 +53,6 @@ class PipelineTrainer:
                                      f"{self.world} ranks")
         self.model, self.cm, self.cfg, self.method = model, cm, cfg, method
         self.t5 = isinstance(model, models.TinyT5)
-        if self.t5 and method == "packing":
-            raise DynapipeValueError("EINVAL", "packing: the T5 rows' data is not built (GPT only)")
         self.S, self.D = S, D
         self.keep_grads = keep_grads  # last_grads: each step's gradients (for checks)
         self.last_grads = None
@@ -105,10 +103,18 @@ class PipelineTrainer:
 
         packing = self.method == "packing"
         toks = torch.cat([models.tokens_of(samples, i, vocab) for i in range(len(samples))]) \
-            if packing else None  # the batch concatenated, once
+            if packing and not self.t5 else None  # the batch concatenated, once
+        t5_rows = models.t5_first_fit(lens, self.cfg.pack_len, self.cfg.pack_target_len) \
+            if packing and self.t5 else None
 
         def build(mb):
             idx, pin, ptgt, rows = mb
+            if t5_rows is not None:
+                mine = t5_rows[rows[0]:rows[1]]
+                if sorted(i for r in mine for i in r) != sorted(idx):
+                    raise DynapipeValueError("ECHECK", f"packing: rows {rows[0]}..{rows[1] - 1} "
+                                             "hold other samples than the planner's micro-batch")
+                return models.t5_packed_batch(samples, mine, pin, ptgt, vocab)
             if self.t5:
                 return models.t5_batch(samples, idx, pin, ptgt, vocab)
             if packing:
@@ -117,7 +123,7 @@ class PipelineTrainer:
 
         data = [build(mb) for mb in p["mbs"][self.replica]]  # this replica's only
         # The batch's real predictions, from the lengths (what the labels hold): T5 each
-        # target token; GPT each token but a sample's last; packing each token but a row's last.
+        # target token (packed or not); GPT each token but a sample's last; packing each token but a row's last.
         total = sum(a + b for a, b in lens)
         if self.t5:
             norm = sum(b for _, b in lens)

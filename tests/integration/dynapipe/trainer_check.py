@@ -3,9 +3,13 @@ model, checked against a single process running the whole model over every micro
 by test_executor):
 
   torchrun --nproc-per-node S*D trainer_check.py --stages S [--model gpt|t5]
+                                                   [--method dynapipe|packing]
 
 The T5 (2 encoder + 4 decoder layers) crosses stage boundaries with the encoder's output and
-the decoder's hidden state (two tensors), or with the encoder's output alone.
+the decoder's hidden state (two tensors), or with the encoder's output alone. With packing,
+the reference builds the rows itself (GPT: the batch's tokens concatenated and cut; T5: the
+planner's first-fit rows, each row's inputs and targets concatenated) and checks that every
+real token is in exactly one row.
 
 The planner splits the micro-batches over the D replicas; each pipeline runs its share, the
 stages' gradients are all-reduced across replicas; the summed loss and every gradient (taken
@@ -30,6 +34,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stages", type=int, default=2)
     ap.add_argument("--model", choices=["gpt", "t5"], default="gpt")
+    ap.add_argument("--method", choices=["dynapipe", "packing"], default="dynapipe")
     a = ap.parse_args()
     torch.set_num_threads(1)
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
@@ -45,13 +50,14 @@ def main():
     cm = dynapipe.CostModel(os.path.join(ROOT, "dynapipe", "data", "costmodels"), a.model)
     if a.model == "t5":
         cfg = dynapipe.config(cm, stages=S, dp_size=D, layers_enc=2, layers_dec=4,
-                              hidden=gpt.hidden, max_len=256, max_target=256)
+                              hidden=gpt.hidden, max_len=256, max_target=256, pack_len=256,
+                              pack_target_len=96)
     else:
         cfg = dynapipe.config(cm, stages=S, dp_size=D, layers_enc=gpt.layers, hidden=gpt.hidden,
-                              max_len=256)
+                              max_len=256, pack_len=256)
     rnd = random.Random(3)
     samples = [(rnd.randint(4, 150), rnd.randint(1, 60)) for _ in range(64)]
-    tr = PipelineTrainer(gpt, cm, cfg, keep_grads=True)
+    tr = PipelineTrainer(gpt, cm, cfg, method=a.method, keep_grads=True)
     r = tr.step(samples)
     names = {id(p): n for n, p in gpt.named_parameters()}
     mine = {names[i]: g for i, g in tr.last_grads.items()}
@@ -60,18 +66,51 @@ def main():
     status = 0
     if rank == 0:
         ref = make()
-        p = dynapipe.plan(cm, cfg, samples)
-        t5 = a.model == "t5"
-        norm = sum(b for _, b in samples) if t5 else models.real_predictions(samples)
-        ref_loss = 0.0
+        p = dynapipe.plan(cm, cfg, samples, a.method)
+        t5, packing = a.model == "t5", a.method == "packing"
+        batches, row = [], 0
+        if packing and not t5:
+            toks = torch.cat([models.tokens_of(samples, i, ref.vocab) for i in range(len(samples))])
+        if packing and t5:
+            rows = models.t5_first_fit(samples, cfg.pack_len, cfg.pack_target_len)
         for m in p.microbatches:
-            if t5:
-                batch = models.t5_batch(samples, m.samples, m.padded_input, m.padded_target,
-                                        ref.vocab)
-                l = models.token_loss(ref(batch), batch["labels"]) / norm
+            if packing and t5:
+                batches.append(models.t5_packed_batch(samples, rows[row:row + m.mbs],
+                                                      m.padded_input, m.padded_target, ref.vocab))
+            elif packing:
+                ids = toks[row * m.padded_input:(row + m.mbs) * m.padded_input]
+                b = torch.zeros(m.mbs * m.padded_input, dtype=torch.long)
+                b[:len(ids)] = ids
+                b = b.reshape(m.mbs, m.padded_input)
+                lab = torch.full_like(b, models.IGNORE)
+                lab[:, :-1] = b[:, 1:]
+                n_real = (len(ids) - 1) % m.padded_input + 1  # tokens in the last row
+                lab[-1, n_real - 1:] = models.IGNORE
+                batches.append({"ids": b, "labels": lab})
+            elif t5:
+                batches.append(models.t5_batch(samples, m.samples, m.padded_input,
+                                               m.padded_target, ref.vocab))
             else:
-                batch = models.gpt_batch(samples, m.samples, m.padded_input, ref.vocab)
-                l = models.token_loss(ref(batch["ids"]), batch["labels"]) / norm
+                batches.append(models.gpt_batch(samples, m.samples, m.padded_input, ref.vocab))
+            row += m.mbs
+        labels = torch.cat([b["labels"].reshape(-1) for b in batches])
+        norm = int((labels != models.IGNORE).sum())
+        if packing and t5:  # every real token in exactly one row
+            pairs = [models.tokens_of(samples, i, ref.vocab, gpt=False) for i in range(len(samples))]
+            want = (sorted(torch.cat([x for x, _ in pairs]).tolist()),
+                    sorted(torch.cat([y for _, y in pairs]).tolist()))
+            have = (sorted(torch.cat([b["in_ids"][~b["in_pad"]] for b in batches]).tolist()),
+                    sorted(torch.cat([b["labels"][b["labels"] != models.IGNORE]
+                                      for b in batches]).tolist()))
+            ok = want == have and sorted(i for r in rows for i in r) == list(range(len(samples)))
+            print(("ok   " if ok else "FAIL ") + f"t5 packing: {len(rows)} rows in "
+                  f"{len(p.microbatches)} micro-batches hold every input and target token once",
+                  flush=True)
+            status |= not ok
+        ref_loss = 0.0
+        for b in batches:
+            out = ref(b) if t5 else ref(b["ids"])
+            l = models.token_loss(out, b["labels"]) / norm
             l.backward()
             ref_loss += float(l)
         reps = {m.replica for m in p.microbatches}

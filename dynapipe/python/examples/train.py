@@ -1,0 +1,89 @@
+"""Pipeline training of a small GPT or T5-style model with DynaPipe's plans (or a
+baseline's), under torchrun with gloo, one stage per process:
+
+  scripts/dynapipe-run -- torchrun --nproc-per-node 2 dynapipe/python/examples/train.py \\
+      [--model gpt|t5] [--method dynapipe|packing|padding|token_budget] [--iterations 5]
+      [--tokens 8192] [--cost-model DIR]
+
+Batches come from the multi-task mixture (a new one each iteration, the same for every
+method): a GPT sample is its input and target as one sequence, a T5 sample the pair.
+Rank 0 prints one JSON line per iteration and a summary: measured tokens/s, the planner's
+time, its predicted iteration time (from --cost-model, profiled on this machine by
+python -m dynapipe.profile, or else the bundled A100 profiles)."""
+import argparse
+import datetime
+import json
+import os
+
+import torch
+import torch.distributed as dist
+
+import dynapipe
+from dynapipe import models
+from dynapipe.train import PipelineTrainer, shutdown
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../../.."))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="gpt", choices=["gpt", "t5"])
+    ap.add_argument("--method", default="dynapipe", choices=["dynapipe", "packing", "padding",
+                                                              "token_budget"])
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--tokens", type=int, default=8192)
+    ap.add_argument("--layers", type=int, default=4, help="GPT: layers; T5: encoder and "
+                    "decoder layers each")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--pack-len", type=int, default=None,
+                    help="packing's row (GPT default 1024; T5 default 2048 inputs)")
+    ap.add_argument("--pack-target-len", type=int, default=512, help="T5: packing's row of targets")
+    ap.add_argument("--cost-model", default=None,
+                    help="a directory profiled by python -m dynapipe.profile (default: the "
+                         "bundled A100 GPT-6.7B profiles)")
+    ap.add_argument("--cm-name", default=None, help="the profile's name (default: tinygpt, tinyt5)")
+    a = ap.parse_args()
+    t5 = a.model == "t5"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=300))
+    rank, S = dist.get_rank(), dist.get_world_size()
+    if t5:  # the mixture's inputs reach 2048 tokens, its targets 512
+        model = models.TinyT5(vocab=256, hidden=a.hidden, enc_layers=a.layers,
+                              dec_layers=a.layers, heads=4, max_len=2048, seed=0)
+        shape = dict(layers_enc=a.layers, layers_dec=a.layers, max_len=2048, max_target=512,
+                     pack_len=a.pack_len or 2048, pack_target_len=a.pack_target_len)
+    else:
+        model = models.TinyGPT(vocab=256, hidden=a.hidden, layers=a.layers, heads=4,
+                               max_len=2560, seed=0)
+        shape = dict(layers_enc=a.layers, max_len=2560, pack_len=a.pack_len or 1024)
+    if a.cost_model:
+        cm = dynapipe.CostModel(a.cost_model, a.cm_name or "tiny" + a.model)
+    else:
+        cm = dynapipe.CostModel(os.path.join(ROOT, "dynapipe", "data", "costmodels"), a.model)
+    extra = {"memory_mb": 8000} if a.cost_model else {}  # this machine's memory, its model
+    cfg = dynapipe.config(cm, stages=S, hidden=a.hidden, **shape, **extra)
+    tr = PipelineTrainer(model, cm, cfg, a.method)
+    tok = sec = plan_s = pred = 0.0
+    for it in range(a.warmup + a.iterations):
+        samples = dynapipe.mixture(a.tokens, seed=100 + it)
+        r = tr.step(samples)
+        if it >= a.warmup:
+            tok += r["tokens"]
+            sec += r["seconds"]
+            plan_s += r["plan_seconds"]
+            pred += r["predicted_ms"]
+        if rank == 0:
+            print(json.dumps({"iteration": it, "model": a.model, "method": a.method, "stages": S,
+                              **r}), flush=True)
+    if rank == 0:
+        print(json.dumps({"summary": True, "model": a.model, "method": a.method, "stages": S,
+                          "iterations": a.iterations, "tokens_per_s": tok / sec,
+                          "measured_iteration_ms": 1e3 * sec / a.iterations,
+                          "predicted_iteration_ms": pred / a.iterations,
+                          "plan_ms_per_iteration": 1e3 * plan_s / a.iterations}), flush=True)
+    shutdown()  # a barrier, then destroy: no rank exits while a peer works
+
+
+if __name__ == "__main__":
+    main()
