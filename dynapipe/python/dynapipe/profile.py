@@ -3,7 +3,7 @@ the planner loads (the CSV format of dynapipe/data/costmodels/README.md, recompu
 
   python -m dynapipe.profile --out DIR [--model gpt|t5] [--name NAME] [--hidden 64]
                              [--heads 4] [--vocab 256] [--max-tokens 16384] [--max-len 4096]
-                             [--max-target 512] [--repeat 3]
+                             [--max-target 512] [--repeat 3] [--no-p2p]
 
 Per grid point (micro-batch size mbs in 1, 2, 4, ...; sequence lengths 16, 32, ..., at most
 --max-len, T5 targets at most --max-target; at most --max-tokens tokens a point, input and
@@ -17,7 +17,12 @@ and the head + loss's forward and backward time.
   at (mbs, target), keyed as the bundled T5 profiles key them.
 Parameter MB (fp16 bytes, as the profiles count them): the embeddings with the head, one
 encoder block, one decoder block. Writes DIR/NAME_time.csv, DIR/NAME_memory.csv and
-DIR/model_state.csv."""
+DIR/model_state.csv.
+
+Then (unless --no-p2p) the point-to-point link the executor uses: two processes with gloo
+over loopback send tensors of 64 KiB to 4 MiB back and forth; the least-squares line
+through the one-way times gives the latency and bandwidth the planner's p2p_latency_ms and
+p2p_gbps stand for, written to DIR/p2p.csv (load_p2p reads it)."""
 import argparse
 import csv
 import os
@@ -166,6 +171,71 @@ def profile(out_dir, name="tinygpt", hidden=64, heads=4, vocab=256, max_tokens=1
     return points
 
 
+P2P_SIZES = (1 << 16, 1 << 18, 1 << 20, 1 << 22)
+
+
+def _p2p_worker(rank, port, out, rounds):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    rows = []
+    for n in P2P_SIZES:
+        x = torch.zeros(n // 4)
+        best = float("inf")
+        for _ in range(3):  # the best of 3 rounds of `rounds` round trips
+            dist.barrier()
+            t0 = time.perf_counter()
+            for _ in range(rounds):
+                if rank == 0:
+                    dist.send(x, 1)
+                    dist.recv(x, 1)
+                else:
+                    dist.recv(x, 0)
+                    dist.send(x, 0)
+            best = min(best, (time.perf_counter() - t0) / (2 * rounds))
+        rows.append((n, best * 1e3))
+    if rank == 0:
+        with open(out, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["bytes", "one_way_ms"])
+            w.writerows((n, f"{ms:.5f}") for n, ms in rows)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def profile_p2p(out_dir, rounds=20):
+    """Measure the gloo link between two processes of this machine into DIR/p2p.csv; returns
+    (latency_ms, gbps) as load_p2p fits them."""
+    import socket
+    import torch.multiprocessing as mp
+    os.makedirs(out_dir, exist_ok=True)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    mp.spawn(_p2p_worker, args=(port, os.path.join(out_dir, "p2p.csv"), rounds), nprocs=2)
+    return load_p2p(out_dir)
+
+
+def load_p2p(directory):
+    """(latency_ms, gbps) fitted to DIR/p2p.csv (one-way time = latency + bytes / bandwidth),
+    or None where there is no such file. Pass them as config(p2p_latency_ms=, p2p_gbps=)."""
+    path = os.path.join(directory, "p2p.csv")
+    if not os.path.exists(path):
+        return None
+    pts = [(float(r["bytes"]), float(r["one_way_ms"])) for r in csv.DictReader(open(path))]
+    if len(pts) < 2:
+        raise ValueError(f"{path}: at least two sizes are needed, found {len(pts)}")
+    n = len(pts)
+    mx, my = sum(x for x, _ in pts) / n, sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sxx  # ms per byte
+    if slope <= 0:
+        raise ValueError(f"{path}: the time does not grow with the size")
+    return max(my - slope * mx, 0.0), 1e-6 / slope  # GB/s = bytes/ms * 1e3 / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -178,6 +248,7 @@ def main():
     ap.add_argument("--max-len", type=int, default=4096)
     ap.add_argument("--max-target", type=int, default=512, help="T5: the longest target")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-p2p", action="store_true", help="skip the point-to-point measurement")
     a = ap.parse_args()
     name = a.name or ("tiny" + a.model)
     for k in ("hidden", "heads", "vocab", "max_tokens", "max_len", "max_target", "repeat"):
@@ -190,8 +261,12 @@ def main():
     t0 = time.perf_counter()
     n = profile(a.out, name, a.hidden, a.heads, a.vocab, a.max_tokens, a.repeat, a.max_len,
                 model=a.model, max_target=a.max_target)
-    print(f"{n} grid points in {time.perf_counter() - t0:.0f} s -> {a.out}/{name}_time.csv, "
-          f"{name}_memory.csv, model_state.csv")
+    msg = f"{n} grid points in {time.perf_counter() - t0:.0f} s -> {a.out}/{name}_time.csv, " \
+          f"{name}_memory.csv, model_state.csv"
+    if not a.no_p2p:
+        lat, gbps = profile_p2p(a.out)
+        msg += f", p2p.csv (gloo: {lat:.3f} ms + {gbps:.2f} GB/s)"
+    print(msg)
 
 
 if __name__ == "__main__":

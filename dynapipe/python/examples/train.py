@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 import dynapipe
+import dynapipe.profile
 from dynapipe import models
 from dynapipe.train import PipelineTrainer, shutdown
 
@@ -62,6 +63,9 @@ def main():
     else:
         cm = dynapipe.CostModel(os.path.join(ROOT, "dynapipe", "data", "costmodels"), a.model)
     extra = {"memory_mb": 8000} if a.cost_model else {}  # this machine's memory, its model
+    link = a.cost_model and dynapipe.profile.load_p2p(a.cost_model)
+    if link:  # the link measured beside the profile: gloo between two of this machine's processes
+        extra.update(p2p_latency_ms=link[0], p2p_gbps=link[1])
     cfg = dynapipe.config(cm, stages=S, hidden=a.hidden, **shape, **extra)
     tr = PipelineTrainer(model, cm, cfg, a.method)
     tok = sec = plan_s = pred = 0.0
