@@ -1,10 +1,12 @@
 """Pipeline training of one global batch at a time (torch.distributed, one stage per rank;
 with cfg.dp_size = D replicas, rank = replica * stages + stage): rank 0 plans the batch
-(DynaPipe or a baseline, the micro-batches split over the replicas), checks every pipeline's
-streams and broadcasts the plan; every rank builds its replica's micro-batches' data, runs
+(DynaPipe or a baseline, the micro-batches split over the replicas; in a background thread
+while the previous batch trains, when the batch is handed to plan_ahead() first), checks
+every pipeline's streams and broadcasts the plan; every rank builds its replica's micro-batches' data, runs
 its stream with the executor, all-reduces its stage's gradients with the same stage of the
 other replicas, and steps its optimizer once. The loss is normalised by the whole batch's
 real predictions, so one step means the same whatever the cut and the replica count."""
+import threading
 import time
 
 import torch
@@ -66,39 +68,74 @@ class PipelineTrainer:
         self.groups = [dist.new_group([q * S + s for q in range(D)]) for s in range(S)] \
             if D > 1 else None
 
-    def _plan(self, samples):
-        msg = [None]
+    def _plan_msg(self, lens):
+        """Rank 0's planning of one batch (lengths): the message every rank receives, or the
+        error that stops every rank."""
+        try:
+            p = make_plan(self.cm, self.cfg, lens, self.method)
+            streams = [[p.stream(s, q) for s in range(self.S)] for q in range(self.D)]
+            for q in range(self.D):
+                check_streams(streams[q])
+            rows, by_mb = 0, {}
+            for j, m in enumerate(p.microbatches):  # packing rows: consecutive, in order
+                by_mb[j] = (m.samples, m.padded_input, m.padded_target, (rows, rows + m.mbs))
+                rows += m.mbs
+            mbs = [[by_mb[j] for j in p.local[q]] for q in range(self.D)]
+            return {"mbs": mbs, "all": list(by_mb.values()), "streams": streams,
+                    "plan_s": p.plan_seconds, "predicted_ms": p.iteration_ms}
+        except DynapipeValueError as e:
+            return {"error": e.message, "status": e.status}
+        except Exception as e:  # anything else reaches every rank too: none waits forever
+            return {"error": f"{type(e).__name__}: {e}", "status": "EINVAL"}
+
+    def plan_ahead(self, samples):
+        """Start planning a later batch now, in a background thread of rank 0, while this
+        rank trains; pass the handle to that batch's step(). Other ranks get None (they
+        receive rank 0's plan in step)."""
+        if self.rank != 0:
+            return None
+        lens = models.lengths(samples)
+        box = {"lens": lens}
+
+        def work():
+            box["msg"] = self._plan_msg(lens)
+
+        box["thread"] = threading.Thread(target=work, daemon=True, name="dynapipe-planner")
+        box["thread"].start()
+        return box
+
+    def _plan(self, lens, ahead=None):
+        msg, wait = [None], 0.0
         if self.rank == 0:
-            try:
-                p = make_plan(self.cm, self.cfg, samples, self.method)
-                streams = [[p.stream(s, q) for s in range(self.S)] for q in range(self.D)]
-                for q in range(self.D):
-                    check_streams(streams[q])
-                rows, mbs, by_mb = 0, [], {}
-                for j, m in enumerate(p.microbatches):  # packing rows: consecutive, in order
-                    by_mb[j] = (m.samples, m.padded_input, m.padded_target, (rows, rows + m.mbs))
-                    rows += m.mbs
-                mbs = [[by_mb[j] for j in p.local[q]] for q in range(self.D)]
-                msg[0] = {"mbs": mbs, "all": list(by_mb.values()), "streams": streams,
-                          "plan_s": p.plan_seconds, "predicted_ms": p.iteration_ms}
-            except DynapipeValueError as e:
-                msg[0] = {"error": e.message, "status": e.status}
-            except Exception as e:  # anything else reaches every rank too: none waits forever
-                msg[0] = {"error": f"{type(e).__name__}: {e}", "status": "EINVAL"}
+            if ahead is not None and ahead["lens"] != lens:
+                msg[0] = {"error": "plan_ahead() was given another batch than step()",
+                          "status": "EINVAL"}
+            elif ahead is not None:
+                t0 = time.perf_counter()
+                ahead["thread"].join()
+                wait = time.perf_counter() - t0
+                msg[0] = ahead["msg"]
+            else:
+                t0 = time.perf_counter()
+                msg[0] = self._plan_msg(lens)
+                wait = time.perf_counter() - t0
+            msg[0]["wait_s"] = wait
         dist.broadcast_object_list(msg, src=0)  # every rank learns of a refusal, none waits
         if "error" in msg[0]:
             raise DynapipeValueError(msg[0]["status"], "the batch was not planned: " +
                                      msg[0]["error"])
         return msg[0]
 
-    def step(self, samples):
+    def step(self, samples, ahead=None):
         """Train on one global batch: samples are dicts of token ids ("input_ids",
-        "target_ids") or (input_len, target_len) pairs (synthetic tokens). Returns a dict:
-        loss, tokens (real), seconds (the whole step, planning included), plan_seconds,
-        predicted_ms (the planner's simulated iteration), micro_batches."""
+        "target_ids") or (input_len, target_len) pairs (synthetic tokens); ahead: the
+        handle plan_ahead(samples) returned, if it was planned ahead. Returns a dict: loss,
+        tokens (real), seconds (the whole step), plan_seconds (the planner's time),
+        plan_wait_seconds (how long the step waited for it: all of it unless planned
+        ahead), predicted_ms (the planner's simulated iteration), micro_batches."""
         t0 = time.perf_counter()
         lens = models.lengths(samples)
-        p = self._plan(lens)
+        p = self._plan(lens, ahead)
         vocab = self.model.vocab
 
         packing = self.method == "packing"
@@ -147,4 +184,5 @@ class PipelineTrainer:
         out = [sum(losses[q * self.S + self.S - 1] for q in range(self.D))]
         return {"loss": out[0], "tokens": sum(a + b for a, b in lens),
                 "seconds": time.perf_counter() - t0, "plan_seconds": p["plan_s"],
+                "plan_wait_seconds": p["wait_s"],
                 "predicted_ms": p["predicted_ms"], "micro_batches": len(p["all"])}

@@ -3,13 +3,14 @@ baseline's), under torchrun with gloo, one stage per process:
 
   scripts/dynapipe-run -- torchrun --nproc-per-node 2 dynapipe/python/examples/train.py \\
       [--model gpt|t5] [--method dynapipe|packing|padding|token_budget] [--iterations 5]
-      [--tokens 8192] [--cost-model DIR]
+      [--tokens 8192] [--layers 4] [--pack-len N] [--pack-target-len N] [--cost-model DIR]
 
 Batches come from the multi-task mixture (a new one each iteration, the same for every
 method): a GPT sample is its input and target as one sequence, a T5 sample the pair.
-Rank 0 prints one JSON line per iteration and a summary: measured tokens/s, the planner's
-time, its predicted iteration time (from --cost-model, profiled on this machine by
-python -m dynapipe.profile, or else the bundled A100 profiles)."""
+Rank 0 plans each batch in a background thread while the previous one trains, and prints
+one JSON line per iteration and a summary: measured tokens/s, the planner's time and how
+long a step still waited for it, its predicted iteration time (from --cost-model, profiled
+on this machine by python -m dynapipe.profile, or else the bundled A100 profiles)."""
 import argparse
 import datetime
 import json
@@ -68,14 +69,21 @@ def main():
         extra.update(p2p_latency_ms=link[0], p2p_gbps=link[1])
     cfg = dynapipe.config(cm, stages=S, hidden=a.hidden, **shape, **extra)
     tr = PipelineTrainer(model, cm, cfg, a.method)
-    tok = sec = plan_s = pred = 0.0
-    for it in range(a.warmup + a.iterations):
-        samples = dynapipe.mixture(a.tokens, seed=100 + it)
-        r = tr.step(samples)
+    tok = sec = plan_s = wait_s = pred = 0.0
+    n = a.warmup + a.iterations
+    batch = lambda it: dynapipe.mixture(a.tokens, seed=100 + it)
+    samples = batch(0)
+    ahead = tr.plan_ahead(samples)
+    for it in range(n):
+        nxt = batch(it + 1) if it + 1 < n else None
+        nxt_ahead = tr.plan_ahead(nxt) if nxt else None  # planned while this batch trains
+        r = tr.step(samples, ahead)
+        samples, ahead = nxt, nxt_ahead
         if it >= a.warmup:
             tok += r["tokens"]
             sec += r["seconds"]
             plan_s += r["plan_seconds"]
+            wait_s += r["plan_wait_seconds"]
             pred += r["predicted_ms"]
         if rank == 0:
             print(json.dumps({"iteration": it, "model": a.model, "method": a.method, "stages": S,
@@ -85,7 +93,9 @@ def main():
                           "iterations": a.iterations, "tokens_per_s": tok / sec,
                           "measured_iteration_ms": 1e3 * sec / a.iterations,
                           "predicted_iteration_ms": pred / a.iterations,
-                          "plan_ms_per_iteration": 1e3 * plan_s / a.iterations}), flush=True)
+                          "plan_ms_per_iteration": 1e3 * plan_s / a.iterations,
+                          "plan_wait_ms_per_iteration": 1e3 * wait_s / a.iterations}),
+              flush=True)
     shutdown()  # a barrier, then destroy: no rank exits while a peer works
 
 

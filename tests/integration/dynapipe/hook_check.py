@@ -3,7 +3,10 @@ samples with their own token ids trains through PlannedLoader for 3 batches; eac
 loss must equal a single process's computed sample by sample from the token ids (each
 sample's next-token loss alone, summed and divided by the batch's predictions), with the
 same AdamW steps, so the hook trains on the samples' own tokens, normalises by real tokens
-and steps once per batch. A rank whose loader gives another batch is refused."""
+and steps once per batch. The loader is read one batch ahead and rank 0 plans the next batch
+while the current one trains: the later steps wait for the planner less than half its time.
+A step given another batch than its plan_ahead() is refused on every rank; a rank whose
+loader gives another batch is refused."""
 import datetime
 import os
 import sys
@@ -45,7 +48,8 @@ def main():
     cfg = dynapipe.config(cm, stages=S, layers_enc=gpt.layers, hidden=gpt.hidden, max_len=256)
     tr = PipelineTrainer(gpt, cm, cfg, lr=1e-2)
     try:
-        losses = [st["loss"] for st in PlannedLoader(loader, tr)]
+        steps = list(PlannedLoader(loader, tr))
+        losses = [st["loss"] for st in steps]
     except dynapipe.DynapipeValueError as e:
         print(f"rank {rank}: error: {e}", flush=True)
         d = os.environ.get("REPORT_DIR")
@@ -76,6 +80,21 @@ def main():
               f"{['%.5f' % v for v in losses]} = a single process's sample by sample "
               f"{['%.5f' % v for v in want]} (worst {worst:.1e})", flush=True)
         status = 0 if ok else 1
+        ok = all(st["plan_wait_seconds"] < 0.5 * st["plan_seconds"] for st in steps[1:])
+        print(("ok   " if ok else "FAIL ") + "the hook plans ahead: steps 2 and 3 waited " +
+              ", ".join(f"{1e3 * st['plan_wait_seconds']:.3f} ms of the planner's "
+                        f"{1e3 * st['plan_seconds']:.3f}" for st in steps[1:]), flush=True)
+        status |= not ok
+    try:
+        tr.step(data[:8], tr.plan_ahead(data[8:16]))
+        refused = "no error"
+    except dynapipe.DynapipeValueError as e:
+        refused = str(e)
+    ok = "plan_ahead() was given another batch" in refused
+    if rank == 0 or not ok:
+        print(("ok   " if ok else "FAIL ") + f"rank {rank}: a step with another batch than its "
+              f"plan_ahead() is refused: {refused}", flush=True)
+    status |= not ok
     shutdown()  # a barrier, then destroy: no rank exits while a peer works
     return status
 
