@@ -3,10 +3,10 @@ baseline's), under torchrun with gloo, one stage per process:
 
   scripts/dynapipe-run -- torchrun --nproc-per-node 2 dynapipe/python/examples/train.py \\
       [--model gpt|t5] [--method dynapipe|packing|padding|token_budget] [--iterations 5]
-      [--tokens 8192] [--layers 4] [--pack-len N] [--pack-target-len N] [--cost-model DIR]
+      [--tokens 8192] [--lengths FILE [--target-len N]] [--layers 4] [--pack-len N] [--pack-target-len N] [--cost-model DIR]
 
-Batches come from the multi-task mixture (a new one each iteration, the same for every
-method): a GPT sample is its input and target as one sequence, a T5 sample the pair.
+Batches come from the multi-task mixture, or from --lengths (a new one each iteration, the
+same for every method): a GPT sample is its input and target as one sequence, a T5 sample the pair.
 Rank 0 plans each batch in a background thread while the previous one trains, and prints
 one JSON line per iteration and a summary: measured tokens/s, the planner's time and how
 long a step still waited for it, its predicted iteration time (from --cost-model, profiled
@@ -35,6 +35,11 @@ def main():
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=8192)
+    ap.add_argument("--lengths", default=None,
+                    help="draw batches from this lengths file (dynapipe/data/lengths: per-sample "
+                         "rows, histograms, JSON lines) instead of the mixture")
+    ap.add_argument("--target-len", type=int, default=0,
+                    help="with a 1-D lengths histogram: each sample's target length")
     ap.add_argument("--layers", type=int, default=4, help="GPT: layers; T5: encoder and "
                     "decoder layers each")
     ap.add_argument("--hidden", type=int, default=64)
@@ -71,7 +76,12 @@ def main():
     tr = PipelineTrainer(model, cm, cfg, a.method)
     tok = sec = plan_s = wait_s = pred = 0.0
     n = a.warmup + a.iterations
-    batch = lambda it: dynapipe.mixture(a.tokens, seed=100 + it)
+    if a.lengths:
+        src = dynapipe.Lengths(a.lengths)
+        batch = lambda it: src.batch(a.tokens, seed=100 + it, target_len_1d=a.target_len,
+                                     max_total=0 if t5 else 2560)
+    else:
+        batch = lambda it: dynapipe.mixture(a.tokens, seed=100 + it)
     samples = batch(0)
     ahead = tr.plan_ahead(samples)
     for it in range(n):
